@@ -1,0 +1,72 @@
+"""Pieces both flows share: a bounded submission window, progress hooks, run artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+
+from quant_batch.runs import RunSummary
+
+# the CLI sets this to drive its progress bar; a flow parameter cannot carry a callable
+progress_listener: Callable[[int, int], None] | None = None
+
+
+def submit_windowed(
+    task: Any,
+    items: Iterable[Any],
+    window: int,
+    absorb: Callable[[Any], None],
+    *,
+    may_submit: Callable[[Any], bool] = lambda item: True,
+    **kwargs: Any,
+) -> list[Any]:
+    """Keep at most ``window`` task runs in flight; ``absorb`` each result as it completes.
+
+    ``may_submit`` is asked before each submission (the spend cap); items it refuses are
+    returned. Every future is waited on: a flow that returns early would be
+    marked Completed while Prefect silently cancels its queued tasks.
+    """
+    pending = list(items)
+    inflight: list[Any] = []
+    refused: list[Any] = []
+    while pending or inflight:
+        while pending and len(inflight) < window:
+            item = pending.pop(0)
+            if not may_submit(item):
+                refused.append(item)
+                continue
+            inflight.append(task.submit(item, **kwargs))
+        if not inflight:
+            break
+        fut = next(as_completed(inflight))
+        inflight.remove(fut)
+        absorb(fut.result())
+    return refused
+
+
+class Progress:
+    """A Prefect progress artifact plus the CLI's listener, updated every few percent."""
+
+    def __init__(self, key: str, total: int, description: str):
+        self.total = max(total, 0)
+        self.done = 0
+        self._last = -1.0
+        self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        if progress_listener:
+            progress_listener(self.done, self.total)
+        if pct - self._last >= 5 or self.done >= self.total:
+            update_progress_artifact(artifact_id=self.artifact_id, progress=min(pct, 100.0))
+            self._last = pct
+
+
+def publish_summary(key: str, title: str, summary: RunSummary) -> None:
+    """The run summary as a markdown artifact (no secrets: built from counts only)."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in summary.table())
+    create_markdown_artifact(key=key, markdown=f"# {title}\n\n| | |\n|---|---|\n{rows}\n", description=title)

@@ -1,0 +1,256 @@
+"""``quant-batch``: a thin command line over the library and the flows.
+
+``embed`` and ``render`` run the Prefect flows (ephemeral unless ``PREFECT_API_URL`` is set), so
+runs show up in a user's Prefect UI; ``search``, ``plan``, ``runs`` and ``catalog`` only read and
+never start Prefect. Exit codes: 0 all good, 1 some records failed or the run stopped at the
+spend cap, 2 bad input or configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from quant_batch.errors import QuantError
+
+for _k, _v in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+app = typer.Typer(help="Batch embeddings and image rendering on the QuantCDN AI Inference API.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Maintain the DuckDB catalog of an output folder.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _fail(exc: QuantError) -> None:
+    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _errors_to_exit() -> Iterator[None]:
+    try:
+        yield
+    except QuantError as exc:
+        _fail(exc)
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_summary(summary: dict[str, Any], title: str) -> int:
+    from quant_batch.runs import RunSummary
+
+    s = RunSummary(**{k: v for k, v in summary.items() if k != "wall_s"})
+    table = Table(title=title, show_header=False)
+    for k, v in s.table():
+        table.add_row(k, v)
+    out_console.print(table)
+    return 0 if s.status == "completed" else 1
+
+
+def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:
+    import flows._common as common
+
+    with _progress_bar(label) as update:
+        common.progress_listener = update
+        try:
+            return flow(**params)
+        finally:
+            common.progress_listener = None
+
+
+@app.command()
+def embed(
+    target: Annotated[Path, typer.Argument(help="Run config (YAML) or a folder of documents.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: from config, else data/index).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="API requests in flight.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
+    replay: Annotated[bool, typer.Option(help="Also resend chunks that failed terminally before.")] = False,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+) -> None:
+    """Embed a corpus into Parquet + DuckDB; only new or changed chunks are sent."""
+    with _errors_to_exit():
+        from quant_batch.config import resolve_corpus_config
+
+        cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
+        if no_prefect:
+            from quant_batch.embed.run import run_corpus
+            from quant_batch.factory import build_client
+
+            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client, _progress_bar("embedding") as up:
+                summary = run_corpus(cfg, client, replay=replay, on_progress=up).to_dict()
+        else:
+            from flows.embed_corpus import flow_for
+
+            summary = _run_flow(
+                flow_for(cfg), "embedding", target=str(target), out=str(out) if out else None,
+                concurrency=concurrency, max_cost=max_cost, replay=replay,
+            )
+    raise typer.Exit(_print_summary(summary, "embed"))
+
+
+@app.command()
+def render(
+    target: Annotated[Path, typer.Argument(help="Manifest (.jsonl/.csv/.yaml) or a run config naming one.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default data/renders).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Render valid rows even if some rows are invalid.")] = False,
+    max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
+    width: Annotated[int | None, typer.Option(help="Default width for rows that give none.")] = None,
+    height: Annotated[int | None, typer.Option(help="Default height.")] = None,
+    quality: Annotated[str | None, typer.Option(help="Default quality: standard or premium.")] = None,
+    region: Annotated[str | None, typer.Option(help="Default region.")] = None,
+    replay: Annotated[bool, typer.Option(help="Also resend rows that failed terminally before.")] = False,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+) -> None:
+    """Render every row of a prompt manifest to PNG files + Parquet + DuckDB."""
+    defaults = {k: v for k, v in {"width": width, "height": height, "quality": quality, "region": region}.items() if v}
+    params = dict(out=out, concurrency=concurrency, skip_invalid=skip_invalid or None, max_cost=max_cost,
+                  defaults=defaults or None)
+    with _errors_to_exit():
+        from quant_batch.config import resolve_render_config
+
+        cfg = resolve_render_config(target, **params)
+        if no_prefect:
+            from quant_batch.factory import build_client
+            from quant_batch.render.run import render_manifest
+
+            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
+                summary = render_manifest(cfg, client, replay=replay).to_dict()
+        else:
+            from flows.render_images import render_images
+
+            summary = _run_flow(render_images, "rendering", target=str(target),
+                                **{k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}, replay=replay)
+    code = _print_summary(summary, "render")
+    out_console.print(f"contact sheet: {Path(cfg.out) / 'index.html'}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def search(
+    index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="How many hits.")] = 10,
+) -> None:
+    """Print the chunks closest to QUERY, with score, source path and position."""
+    with _errors_to_exit():
+        from quant_batch.client import QuantClient
+        from quant_batch.search import search as run_search
+
+        with QuantClient() as client:
+            hits = run_search(index, query, client, k=k)
+    table = Table("score", "source", "pos", "text")
+    for h in hits:
+        snippet = " ".join(h.text.split())[:110]
+        table.add_row(f"{h.score:.3f}", h.source_path, str(h.position), snippet)
+    out_console.print(table)
+
+
+@app.command()
+def runs(
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
+) -> None:
+    """List recent runs: status, counts, cost, errors, wall time."""
+    with _errors_to_exit():
+        from quant_batch.store.catalog import Catalog
+        from quant_batch.store.layout import Layout
+
+        with Catalog(Layout(out)) as cat:
+            cat.load_runs()
+            rows = cat.con.execute(
+                "SELECT run_id, kind, status, api_calls, errors, cost_usd, wall_s, coalesce(reason, '') "
+                "FROM runs ORDER BY started_at DESC LIMIT ?", [limit]
+            ).fetchall()
+    table = Table("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason")
+    for r in rows:
+        table.add_row(r[0], r[1], r[2], str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
+    out_console.print(table)
+
+
+@catalog_app.command("rebuild")
+def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")]) -> None:
+    """Delete catalog.duckdb and rebuild it from the part files (they are the durable truth)."""
+    with _errors_to_exit():
+        from quant_batch.store.catalog import Catalog
+        from quant_batch.store.layout import Layout
+        from quant_batch.store.lock import OutputLock
+
+        layout = Layout(out)
+        with OutputLock(layout.root):
+            for p in (layout.catalog, layout.catalog.with_suffix(".duckdb.wal")):
+                p.unlink(missing_ok=True)
+            with Catalog(layout) as cat:
+                n = cat.sync()
+    out_console.print(f"loaded {n} part files into {layout.catalog}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def emulator(ctx: typer.Context) -> None:
+    """Serve the local API emulator (see `quant-batch emulator --help` for fault flags)."""
+    from quant_batch.emulator.__main__ import main
+
+    main(ctx.args)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo writes (index/ and renders/ inside).")] = Path("data"),
+    query: Annotated[str, typer.Option(help="Search query to run after indexing.")] = "when is the library open on sunday",
+) -> None:
+    """Offline demo: start the emulator, index data/corpus, search it, render data/prompts.jsonl."""
+    from quant_batch.emulator import EmulatorServer
+
+    token = "demo-token"
+    with EmulatorServer(token=token) as emu:
+        os.environ.update(QUANT_API_KEY=token, QUANT_ORGANIZATION="demo-org", QUANT_BASE_URL=emu.base_url)
+        console.print(f"emulator listening on {emu.base_url}")
+        codes = []
+        for cmd in (
+            ["embed", "configs/corpus.yaml", "--out", str(out / "index")],
+            ["search", str(out / "index"), query, "-k", "5"],
+            ["render", "data/prompts.jsonl", "--out", str(out / "renders")],
+        ):
+            console.rule(" ".join(["quant-batch", *cmd]))
+            try:
+                codes.append(app(cmd, standalone_mode=False) or 0)
+            except typer.Exit as exc:
+                codes.append(exc.exit_code)
+        stats = emu.stats()
+    console.print(f"API calls made to the emulator: {stats.get('total')}")
+    raise typer.Exit(max(codes))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

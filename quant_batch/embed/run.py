@@ -1,0 +1,263 @@
+"""A corpus run: lock → sync → plan → embed shards → load parts → publish the new index.
+
+``CorpusRun`` holds the single-writer side (lock, DuckDB, state files). The embedding work is
+``embed_shard`` calls that any executor can run: :func:`run_corpus` uses a thread pool, the
+Prefect flow in ``flows/embed_corpus.py`` uses Prefect tasks on threads or Dask.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import duckdb
+
+from quant_batch.client import QuantClient
+from quant_batch.config import CorpusConfig
+from quant_batch.embed.plan import Plan, plan_corpus
+from quant_batch.embed.worker import Budget, ShardResult, ShardTask, embed_shard
+from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.runs import RunSummary, new_run_id
+from quant_batch.store.catalog import Catalog
+from quant_batch.store.files import atomic_path, sweep_temp_files, write_bytes_atomic
+from quant_batch.store.layout import Layout
+from quant_batch.store.lock import OutputLock
+from quant_batch.store.records import write_errors
+
+
+def shard_ranges(n_batches: int, concurrency: int, *, per_worker: int = 4, max_batches: int = 25) -> list[tuple[int, int]]:
+    """Cut batches into contiguous shards: enough for load balance, few enough for low overhead."""
+    if n_batches == 0:
+        return []
+    size = max(1, min(max_batches, -(-n_batches // (concurrency * per_worker))))
+    return [(i, min(i + size, n_batches)) for i in range(0, n_batches, size)]
+
+
+class CorpusRun:
+    """The single-writer side of one corpus run; use as a context manager."""
+
+    def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
+        self.config = config
+        self.layout = Layout(Path(config.out))
+        self.prices = prices or load_prices(config.pricing)
+        self.summary = RunSummary(new_run_id("embed"), "embed")
+        self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
+        self.catalog: Catalog | None = None
+        self.plan: Plan | None = None
+        self.results: list[ShardResult] = []
+
+    def __enter__(self) -> CorpusRun:
+        self.lock.acquire()
+        try:
+            sweep_temp_files(self.layout.root)
+            self.catalog = Catalog(self.layout)
+            self.catalog.sync()  # finish what a crashed run wrote but did not load
+            self.summary.save(self.layout.runs)
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc is not None and self.summary.status == "running":
+                self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
+                self.summary.save(self.layout.runs)
+                if self.catalog:
+                    self.catalog.load_runs()
+        finally:
+            if self.catalog:
+                self.catalog.close()
+            self.lock.release()
+
+    @property
+    def price_per_token(self) -> float:
+        return self.prices.embedding_cost(self.config.model, 1_000_000) / 1_000_000
+
+    def make_plan(self, *, replay: bool = False) -> Plan:
+        cfg = self.config
+        assert self.catalog is not None
+        from quant_batch.hashing import embedding_generation
+
+        gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
+        done = self.catalog.done_keys(gen)
+        dead = set() if replay else self.dead_keys(done)
+        self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
+        return self.plan
+
+    def dead_keys(self, done: set[str]) -> set[str]:
+        """Keys rejected terminally (4xx, quality gate) and not embedded since: replay-only."""
+        assert self.catalog is not None
+        rows = self.catalog.con.execute(
+            "SELECT DISTINCT key FROM errors WHERE stage IN ('embed', 'quality') AND NOT retryable AND key IS NOT NULL"
+        ).fetchall()
+        return {r[0] for r in rows} - done
+
+    def shard_tasks(self) -> list[ShardTask]:
+        assert self.plan is not None
+        cfg, plan = self.config, self.plan
+        return [
+            ShardTask(
+                root=str(self.layout.root), plan_path=str(plan.path), run_id=plan.run_id,
+                generation=plan.generation, model=cfg.model, dimensions=cfg.dimensions,
+                normalize=cfg.normalize, first_batch=a, end_batch=b,
+            )
+            for a, b in shard_ranges(plan.stats.batches, cfg.concurrency)
+        ]
+
+    def absorb(self, result: ShardResult) -> None:
+        """Mark a shard's batches done: load its parts (the ledger) in one transaction."""
+        assert self.catalog is not None and self.plan is not None
+        self.results.append(result)
+        self.catalog.load_vector_parts(self.plan.generation, [Path(p) for p in result.parts])
+        if result.error_part:
+            self.catalog.load_error_parts([Path(result.error_part)])
+
+    def finish(self) -> RunSummary:
+        """Publish the new live index, switch the vector space if complete, write the summary."""
+        assert self.catalog is not None and self.plan is not None
+        plan, cat, s = self.plan, self.catalog, self.summary
+        cat.sync()
+        read_errors = write_errors(self.layout.error_parts, f"{plan.run_id}-read", plan.errors)
+        if read_errors:
+            cat.load_error_parts([read_errors])
+        removed, incomplete = self._publish_state()
+        totals = _sum_results(self.results)
+        failed = totals.failed + len(plan.errors)
+        skipped = totals.batches_skipped
+        st = plan.stats
+        s.api_calls = totals.api_calls
+        s.errors = failed
+        s.cost_usd = round(self.prices.embedding_cost(self.config.model, totals.input_tokens), 8)
+        s.stats = {
+            "documents": st.documents,
+            "documents_failed": st.documents_failed,
+            "documents_unchanged": st.documents_unchanged,
+            "chunks_total": st.chunks_total,
+            "chunks_new": st.chunks_pending,
+            "chunks_unchanged": st.chunks_unchanged,
+            "chunks_duplicate": st.chunks_duplicate,
+            "chunks_removed": removed,
+            "chunks_skipped_dead": st.chunks_skipped_dead,
+            "embedded": totals.embedded,
+            "failed_chunks": totals.failed,
+            "batches": st.batches,
+            "batches_skipped": skipped,
+            "input_tokens": totals.input_tokens,
+            "attempts": totals.attempts,
+            "throttled": totals.throttled,
+            "generation": plan.generation,
+            "generation_active": not incomplete or self._active() == plan.generation,
+        }
+        if skipped:
+            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {skipped} batches left for the next run")
+        elif failed:
+            s.finish("errors", f"{failed} records failed; see the errors table")
+        else:
+            s.finish("completed")
+        s.save(self.layout.runs)
+        cat.sync()
+        plan.path.unlink(missing_ok=True)
+        return s
+
+    def _active(self) -> str | None:
+        gen = self.catalog.active_generation() if self.catalog else None
+        return gen["generation"] if gen else None
+
+    def _publish_state(self) -> tuple[int, bool]:
+        """Write live-<gen>.parquet and documents-<gen>.parquet; returns (removed, incomplete)."""
+        plan, cfg = self.plan, self.config
+        assert plan is not None and self.catalog is not None
+        lay, gen = self.layout, plan.generation
+        old_live, old_docs = lay.live(gen), lay.documents(gen)
+        con = duckdb.connect()
+        try:
+            con.execute("CREATE TEMP TABLE carry (doc_id VARCHAR)")
+            if plan.carry_doc_ids:
+                con.executemany("INSERT INTO carry VALUES (?)", [[d] for d in plan.carry_doc_ids])
+            con.execute(f"CREATE TEMP VIEW new_live AS SELECT * FROM read_parquet('{plan.live_tmp}')")
+            live_sql = "SELECT * FROM new_live"
+            if old_live.exists():
+                live_sql += (
+                    f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_live}') "
+                    "WHERE doc_id IN (SELECT doc_id FROM carry)"
+                )
+            con.execute(f"CREATE TEMP TABLE live AS {live_sql}")
+            removed = 0
+            if old_live.exists():
+                removed = con.execute(
+                    f"SELECT count(*) FROM read_parquet('{old_live}') o "
+                    "WHERE o.chunk_id NOT IN (SELECT chunk_id FROM live)"
+                ).fetchone()[0]
+            done_keys = self.catalog.done_keys(gen)
+            con.execute("CREATE TEMP TABLE done (key VARCHAR)")
+            con.execute("INSERT INTO done SELECT unnest(?::VARCHAR[])", [list(done_keys)])
+            con.execute(
+                "CREATE TEMP TABLE incomplete AS SELECT DISTINCT doc_id FROM new_live "
+                "WHERE key NOT IN (SELECT key FROM done)"
+            )
+            docs_sql = (
+                "SELECT d.* REPLACE (CASE WHEN d.doc_id IN (SELECT doc_id FROM incomplete) "
+                f"THEN 'incomplete' ELSE 'ok' END AS status) FROM read_parquet('{plan.docs_tmp}') d"
+            )
+            if old_docs.exists():
+                docs_sql += (
+                    f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_docs}') "
+                    "WHERE doc_id IN (SELECT doc_id FROM carry)"
+                )
+            incomplete = bool(con.execute("SELECT count(*) FROM incomplete").fetchone()[0]) or bool(plan.errors)
+            with atomic_path(old_live) as tmp:
+                con.execute(f"COPY (SELECT * FROM live ORDER BY doc_id, position) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+            with atomic_path(old_docs) as tmp:
+                con.execute(f"COPY ({docs_sql} ORDER BY doc_id) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        finally:
+            con.close()
+            for p in (plan.live_tmp, plan.docs_tmp):
+                p.unlink(missing_ok=True)
+        active = self._active()
+        if active is None or active == gen or not incomplete:
+            meta = {"generation": gen, "model": cfg.model, "dimensions": cfg.dimensions, "normalize": cfg.normalize}
+            write_bytes_atomic(lay.generation, json.dumps(meta).encode())
+        return int(removed), incomplete
+
+
+def _sum_results(results: list[ShardResult]) -> ShardResult:
+    total = ShardResult()
+    for r in results:
+        for f in ("api_calls", "attempts", "throttled", "embedded", "failed", "input_tokens", "batches_done", "batches_skipped"):
+            setattr(total, f, getattr(total, f) + getattr(r, f))
+    return total
+
+
+def run_corpus(
+    config: CorpusConfig,
+    client: QuantClient,
+    *,
+    replay: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    lock_wait: float = 0.0,
+) -> RunSummary:
+    """Run a whole corpus job in this process with a thread pool (no Prefect)."""
+    with CorpusRun(config, lock_wait=lock_wait) as run:
+        plan = run.make_plan(replay=replay)
+        budget = Budget(config.max_cost)
+        total = plan.stats.chunks_pending
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if on_progress:
+                on_progress(done, total)
+
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            futures = [
+                pool.submit(embed_shard, t, client, budget=budget, price_per_token=run.price_per_token, on_batch=progress)
+                for t in run.shard_tasks()
+            ]
+            for fut in as_completed(futures):
+                run.absorb(fut.result())
+        return run.finish()
+

@@ -1,0 +1,244 @@
+"""Embed planned batches: the part of a corpus run that can run anywhere.
+
+A worker (a thread, a Dask process, another machine on shared storage) reads its batches from
+the plan file, calls the API, checks every vector, and writes one Parquet part per batch. It
+never touches DuckDB: the run's single writer loads the parts it reports.
+
+Rejections are isolated: a batch refused with a 4xx is split in halves and resent until only the
+offending texts fail, so one bad text never costs its 99 neighbours.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from quant_batch.client import EmbeddingResult, QuantClient
+from quant_batch.errors import AuthError, RequestRejected, TransientError
+from quant_batch.store.files import write_parquet_atomic
+from quant_batch.store.layout import Layout
+from quant_batch.store.records import ErrorRecord, vector_array, write_errors
+
+NORM_TOLERANCE = 1e-3
+CRASH_ENV = "QUANT_BATCH_TEST_CRASH_AFTER_PARTS"  # test-only fault hook: exit hard after N parts
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """A contiguous range of planned batches; plain data so it pickles to any worker."""
+
+    root: str
+    plan_path: str
+    run_id: str
+    generation: str
+    model: str
+    dimensions: int
+    normalize: bool
+    first_batch: int
+    end_batch: int
+
+
+@dataclass
+class ShardResult:
+    parts: list[str] = field(default_factory=list)
+    error_part: str | None = None
+    api_calls: int = 0
+    attempts: int = 0
+    throttled: int = 0
+    embedded: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    batches_done: int = 0
+    batches_skipped: int = 0
+    stopped: str | None = None
+
+
+class Budget:
+    """Thread-safe spend cap: a batch is sent only if its estimated cost still fits."""
+
+    def __init__(self, cap: float | None, spent: float = 0.0):
+        self.cap = cap
+        self.spent = spent
+        self._lock = threading.Lock()
+
+    def reserve(self, estimate: float) -> bool:
+        with self._lock:
+            if self.cap is not None and self.spent + estimate > self.cap + 1e-12:
+                return False
+            self.spent += estimate
+            return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        with self._lock:
+            self.spent += actual - estimate
+
+
+_crash_counter = 0
+_crash_lock = threading.Lock()
+
+
+def _maybe_crash() -> None:
+    limit = os.environ.get(CRASH_ENV)
+    if not limit:
+        return
+    global _crash_counter
+    with _crash_lock:
+        _crash_counter += 1
+        if _crash_counter >= int(limit):
+            os._exit(137)
+
+
+def check_vectors(result: EmbeddingResult, n: int, task: ShardTask) -> list[str | None]:
+    """Quality gate: one problem message (or None) per returned vector."""
+    if result.model != task.model or result.dimension != task.dimensions:
+        msg = f"response is {result.model}/{result.dimension}, requested {task.model}/{task.dimensions}"
+        return [msg] * n
+    v = result.vectors
+    if v.ndim != 2 or v.shape != (n, task.dimensions):
+        return [f"vector shape {v.shape}, expected ({n}, {task.dimensions})"] * n
+    finite = np.isfinite(v).all(axis=1)
+    norms = np.linalg.norm(np.where(np.isfinite(v), v, 0), axis=1)
+    problems: list[str | None] = []
+    for ok, norm in zip(finite, norms, strict=True):
+        if not ok:
+            problems.append("vector has NaN or infinite values")
+        elif norm == 0:
+            problems.append("vector is all zeros")
+        elif task.normalize and abs(norm - 1.0) > NORM_TOLERANCE:
+            problems.append(f"vector norm {norm:.4f}, expected 1 (normalize=true)")
+        else:
+            problems.append(None)
+    return problems
+
+
+class _ShardRunner:
+    def __init__(self, task: ShardTask, client: QuantClient, budget: Budget | None, price_per_token: float):
+        self.task = task
+        self.client = client
+        self.budget = budget
+        self.price = price_per_token
+        self.layout = Layout(Path(task.root))
+        self.result = ShardResult()
+        self.errors: list[ErrorRecord] = []
+
+    def error(self, row: dict, stage: str, exc_or_msg: Exception | str, *, retryable: bool = False) -> None:
+        if isinstance(exc_or_msg, Exception):
+            message = getattr(exc_or_msg, "server_message", None) or str(exc_or_msg)
+            status, kind = getattr(exc_or_msg, "status", None), type(exc_or_msg).__name__
+        else:
+            message, status, kind = exc_or_msg, None, "QualityGate"
+        self.errors.append(
+            ErrorRecord(
+                self.task.run_id, stage, message, source_path=row["source_path"], doc_id=row["doc_id"],
+                chunk_id=row["chunk_id"], key=row["key"], status=status, kind=kind, retryable=retryable,
+            )
+        )
+        self.result.failed += 1
+
+    def embed_isolating(self, rows: list[dict]) -> list[tuple[dict, np.ndarray, int]]:
+        """Embed ``rows``; on a 4xx split and retry halves until only bad texts remain."""
+        t = self.task
+        self.result.api_calls += 1
+        try:
+            res = self.client.embed([r["text"] for r in rows], model=t.model, dimensions=t.dimensions, normalize=t.normalize)
+        except AuthError:
+            raise
+        except RequestRejected as exc:
+            if len(rows) == 1:
+                self.error(rows[0], "embed", exc)
+                return []
+            mid = len(rows) // 2
+            return self.embed_isolating(rows[:mid]) + self.embed_isolating(rows[mid:])
+        except TransientError as exc:
+            for r in rows:
+                self.error(r, "embed", exc, retryable=True)
+            return []
+        self.result.attempts += res.info.attempts
+        self.result.throttled += res.info.throttled
+        self.result.input_tokens += res.usage.input_tokens
+        tokens = _apportion(res.usage.input_tokens, [len(r["text"]) for r in rows])
+        out = []
+        for row, vec, tok, problem in zip(rows, res.vectors, tokens, check_vectors(res, len(rows), t), strict=True):
+            if problem:
+                self.error(row, "quality", problem)
+            else:
+                out.append((row, vec, tok))
+        return out
+
+    def run_batch(self, rows: list[dict], batch_no: int) -> None:
+        t = self.task
+        estimate = self.price * sum(len(r["text"]) for r in rows) / 4.7
+        if self.budget is not None and not self.budget.reserve(estimate):
+            self.result.batches_skipped += 1
+            self.result.stopped = "spend cap reached"
+            return
+        tokens_before = self.result.input_tokens
+        good = self.embed_isolating(rows)
+        if self.budget is not None:
+            self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
+        self.result.batches_done += 1
+        if not good:
+            return
+        table = pa.table(
+            {
+                "key": [r["key"] for r, _, _ in good],
+                "chunk_id": [r["chunk_id"] for r, _, _ in good],
+                "doc_id": [r["doc_id"] for r, _, _ in good],
+                "source_path": [r["source_path"] for r, _, _ in good],
+                "position": pa.array([r["position"] for r, _, _ in good], pa.int32()),
+                "text": [r["text"] for r, _, _ in good],
+                "tokens": pa.array([tok for _, _, tok in good], pa.int32()),
+                "model": [t.model] * len(good),
+                "dimensions": pa.array([t.dimensions] * len(good), pa.int32()),
+                "normalize": [t.normalize] * len(good),
+                "run_id": [t.run_id] * len(good),
+                "vector": vector_array(np.stack([v for _, v, _ in good])),
+            }
+        )
+        path = self.layout.vector_parts(t.generation) / f"{t.run_id}-{batch_no:06d}.parquet"
+        write_parquet_atomic(
+            table, path,
+            {"model": t.model, "dimensions": str(t.dimensions), "normalize": str(t.normalize).lower(), "run_id": t.run_id},
+        )
+        self.result.parts.append(str(path))
+        self.result.embedded += len(good)
+        _maybe_crash()
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """Split a batch's token count over its texts in proportion to their length."""
+    s = sum(weights) or 1
+    return [round(total * w / s) for w in weights]
+
+
+def embed_shard(
+    task: ShardTask,
+    client: QuantClient,
+    *,
+    budget: Budget | None = None,
+    price_per_token: float = 0.0,
+    on_batch: Callable[[int], None] | None = None,
+) -> ShardResult:
+    """Embed the batches ``[task.first_batch, task.end_batch)`` of the plan; see module doc."""
+    runner = _ShardRunner(task, client, budget, price_per_token)
+    plan = pq.ParquetFile(task.plan_path)
+    for b in range(task.first_batch, task.end_batch):
+        if runner.result.stopped:
+            runner.result.batches_skipped += 1
+            continue
+        rows = plan.read_row_group(b).to_pylist()
+        runner.run_batch(rows, b)
+        if on_batch:
+            on_batch(len(rows))
+    error_path = write_errors(
+        runner.layout.error_parts, f"{task.run_id}-embed-{task.first_batch:06d}", runner.errors
+    )
+    runner.result.error_part = str(error_path) if error_path else None
+    return runner.result

@@ -1,0 +1,113 @@
+"""One exception tree for quant-batch.
+
+    QuantError
+    ├── ConfigError            a setting is missing or wrong (names the key / variable)
+    ├── InputError             a source file or manifest row is bad (names file and line)
+    ├── LockError              another run holds the output folder
+    ├── SpendCapReached        the next unit would exceed ``max_cost``
+    └── ApiError               the API answered with an error or did not answer
+        ├── RequestRejected    terminal 4xx: never retried
+        │   ├── AuthError          401 / 403
+        │   ├── PayloadTooLarge    413
+        │   └── ContentBlocked     the content filter refused a prompt or image
+        └── TransientError     worth retrying with backoff
+            ├── RateLimited        429 (carries ``retry_after`` seconds if the server sent one)
+            ├── ServerError        5xx
+            ├── ConnectionDropped  the connection failed or was cut
+            └── Timeout            no answer within the read timeout
+
+Messages never contain the API token: the client builds them from status, server message and
+endpoint name only.
+"""
+
+from __future__ import annotations
+
+
+class QuantError(Exception):
+    """Base class of every error quant-batch raises on purpose."""
+
+
+class ConfigError(QuantError):
+    """A configuration value is missing or invalid; the message names it."""
+
+
+class InputError(QuantError):
+    """A source document or manifest row cannot be used."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        self.reason = message
+        where = f"{path}:{line}: " if path and line else (f"{path}: " if path else "")
+        super().__init__(f"{where}{message}")
+
+
+class LockError(QuantError):
+    """Another run is writing to the same output folder."""
+
+
+class SpendCapReached(QuantError):
+    """Submitting more work would exceed the configured spend cap."""
+
+
+class ApiError(QuantError):
+    """The API returned an error status or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        endpoint: str | None = None,
+        server_message: str | None = None,
+        request_id: str | None = None,
+    ):
+        self.status = status
+        self.endpoint = endpoint
+        self.server_message = server_message
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class RequestRejected(ApiError):
+    """A 4xx answer: the request itself is wrong and resending it will not help."""
+
+    def __init__(self, message: str, *, index: int | None = None, **kw):
+        self.index = index
+        super().__init__(message, **kw)
+
+
+class AuthError(RequestRejected):
+    """401 (no token) or 403 (token not accepted)."""
+
+
+class PayloadTooLarge(RequestRejected):
+    """413: the request body is over the service's size limit."""
+
+
+class ContentBlocked(RequestRejected):
+    """The service's content filter refused the input or every output."""
+
+
+class TransientError(ApiError):
+    """An error that may go away when the request is sent again later."""
+
+
+class RateLimited(TransientError):
+    """429: the account is over its request or token rate."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class ServerError(TransientError):
+    """5xx from the service."""
+
+
+class ConnectionDropped(TransientError):
+    """The TCP connection failed, was reset or closed before a full answer."""
+
+
+class Timeout(TransientError):
+    """The service did not answer within the configured timeout."""

@@ -1,0 +1,308 @@
+"""A render run: validate the manifest → skip rendered rows → render → PNGs + parts → catalog.
+
+Like the corpus run, the single-writer side (:class:`RenderRun`) owns the lock and DuckDB, and
+:func:`render_rows` is plain work any executor can run. Every image is written atomically under
+the output folder with a sanitised name; a row's Parquet part is written only after its images,
+so a part always points at files that exist.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+from PIL import Image
+
+from quant_batch.client import QuantClient
+from quant_batch.config import RenderConfig
+from quant_batch.errors import AuthError, InputError, QuantError, RequestRejected, TransientError
+from quant_batch.hashing import sha256_hex
+from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.render.contact_sheet import write_contact_sheet
+from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
+from quant_batch.render.rules import output_size
+from quant_batch.runs import RunSummary, new_run_id
+from quant_batch.store.catalog import Catalog
+from quant_batch.store.files import sweep_temp_files, write_bytes_atomic, write_parquet_atomic
+from quant_batch.store.layout import Layout
+from quant_batch.store.lock import OutputLock
+from quant_batch.store.records import ErrorRecord, write_errors
+
+SEED_MAX = 858_993_459  # the range AWS's own examples use; valid whatever the true maximum is
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Plain settings a render worker needs (pickles to any executor)."""
+
+    root: str
+    run_id: str
+    embed_images: bool = False
+
+
+@dataclass
+class RenderResult:
+    parts: list[str] = field(default_factory=list)
+    error_part: str | None = None
+    rendered: int = 0
+    images: int = 0
+    failed: int = 0
+    api_calls: int = 0
+    attempts: int = 0
+    throttled: int = 0
+    cost_usd: float = 0.0
+    image_sizes: dict[str, int] = field(default_factory=dict)
+
+
+def safe_output_path(root: Path, row_id: str, n: int) -> Path:
+    """``root/{id}_{n}.png``, refusing any name that would land outside ``root``."""
+    name = f"{row_id}_{n}.png"
+    if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise InputError(f"unsafe output name {name!r}")
+    path = (root / name).resolve()
+    if path.parent != root.resolve():
+        raise InputError(f"output {name!r} would be written outside {root}")
+    return path
+
+
+def _png_info(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size
+
+
+def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices: PriceTable, res: RenderResult, errors: list[ErrorRecord]) -> None:
+    root = Path(ctx.root)
+    seed = row.seed if row.seed is not None else secrets.randbelow(SEED_MAX + 1)
+    t0 = time.monotonic()
+    try:
+        request = build_request(row, seed)
+        res.api_calls += 1
+        out = client.generate_image(request)
+    except AuthError:
+        raise
+    except (RequestRejected, TransientError, InputError) as exc:
+        res.failed += 1
+        errors.append(
+            ErrorRecord(
+                ctx.run_id, "render", getattr(exc, "server_message", None) or str(exc), source_path=None,
+                line=row.line, doc_id=row.id, key=row.key, status=getattr(exc, "status", None),
+                kind=type(exc).__name__, retryable=isinstance(exc, TransientError),
+            )
+        )
+        return
+    latency = time.monotonic() - t0
+    res.attempts += out.info.attempts
+    res.throttled += out.info.throttled
+    params = row.params()
+    cfg = request.get("imageGenerationConfig") or {}
+    quality = cfg.get("quality", "standard")
+    model = request.get("modelId", "amazon.nova-canvas-v1:0")
+    rows = []
+    for n, data in enumerate(out.images):
+        path = safe_output_path(root, row.id, n)
+        write_bytes_atomic(path, data)
+        width, height = _png_info(data)
+        cost = prices.image_cost(model, width, height, quality)
+        res.cost_usd += cost
+        size_key = f"{width}x{height}/{quality}"
+        res.image_sizes[size_key] = res.image_sizes.get(size_key, 0) + 1
+        rows.append(
+            {
+                "id": row.id, "n": n, "key": row.key, "line": row.line, "path": path.name,
+                "sha256": sha256_hex(data), "width": width, "height": height, "bytes": len(data),
+                "seed": seed, "task_type": row.task_type, "prompt": row.prompt, "model": model,
+                "region": request.get("region"), "quality": quality,
+                "params": orjson.dumps(params, default=str).decode(), "status": "ok",
+                "error": out.error, "latency_s": latency, "attempts": out.info.attempts,
+                "cost_usd": cost, "run_id": ctx.run_id, "created_at": time.time(),
+                **({"png": data} if ctx.embed_images else {}),
+            }
+        )
+    if not rows:
+        res.failed += 1
+        errors.append(ErrorRecord(ctx.run_id, "render", out.error or "no images returned", line=row.line,
+                                  doc_id=row.id, key=row.key, kind="ContentBlocked"))
+        return
+    part = Layout(root).image_parts / f"{ctx.run_id}-{row.key[:16]}.parquet"
+    write_parquet_atomic(pa.Table.from_pylist(rows), part, {"run_id": ctx.run_id})
+    res.parts.append(str(part))
+    res.rendered += 1
+    res.images += len(rows)
+
+
+def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderContext, *, prices: PriceTable | None = None,
+                on_row: Callable[[], None] | None = None) -> RenderResult:
+    """Render ``rows`` one after another; failures become error records, never exceptions."""
+    prices = prices or load_prices()
+    res = RenderResult()
+    errors: list[ErrorRecord] = []
+    for row in rows:
+        _render_one(row, client, ctx, prices, res, errors)
+        if on_row:
+            on_row()
+    if errors:
+        path = write_errors(Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{errors[0].key[:16]}", errors)
+        res.error_part = str(path)
+    return res
+
+
+def estimate_row_cost(row: RenderRow, prices: PriceTable) -> float:
+    req = row.request
+    cfg = req.get("imageGenerationConfig") or {}
+    try:
+        w, h = output_size(req)
+    except (QuantError, KeyError, TypeError, ValueError):
+        w, h = 1024, 1024
+    return prices.image_cost(req.get("modelId", "amazon.nova-canvas-v1:0"), w, h, cfg.get("quality", "standard"),
+                             cfg.get("numberOfImages", 1))
+
+
+class RenderRun:
+    """The single-writer side of one render run; use as a context manager."""
+
+    def __init__(self, config: RenderConfig, *, lock_wait: float = 0.0):
+        self.config = config
+        self.layout = Layout(Path(config.out))
+        self.prices = load_prices(config.pricing)
+        self.summary = RunSummary(new_run_id("render"), "render")
+        self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
+        self.catalog: Catalog | None = None
+        self.manifest: Manifest | None = None
+        self.pending: list[RenderRow] = []
+        self.skipped_cap: list[RenderRow] = []
+        self.results: list[RenderResult] = []
+        self.unchanged = 0
+
+    def __enter__(self) -> RenderRun:
+        self.lock.acquire()
+        try:
+            sweep_temp_files(self.layout.root)
+            self.catalog = Catalog(self.layout)
+            self.catalog.sync()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc is not None and self.summary.status == "running":
+                self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
+                self.summary.save(self.layout.runs)
+                if self.catalog:
+                    self.catalog.load_runs()
+        finally:
+            if self.catalog:
+                self.catalog.close()
+            self.lock.release()
+
+    @property
+    def context(self) -> RenderContext:
+        return RenderContext(str(self.layout.root), self.summary.run_id, self.config.embed_images)
+
+    def make_plan(self, *, replay: bool = False) -> list[RenderRow]:
+        """Validate the manifest and pick the rows to render; raises if invalid (unless skip_invalid)."""
+        assert self.catalog is not None
+        self.manifest = load_manifest(self.config.manifest, self.config.defaults)
+        if self.manifest.problems and not self.config.skip_invalid:
+            self.manifest.raise_for_problems()
+        self.summary.save(self.layout.runs)
+        done = self.catalog.done_image_keys()
+        dead = set() if replay else self._dead_keys(done)
+        budget = self.config.max_cost
+        planned = 0.0
+        for row in self.manifest.rows:
+            if row.key in done:
+                self.unchanged += 1
+            elif row.key in dead:
+                continue
+            else:
+                est = estimate_row_cost(row, self.prices)
+                if budget is not None and planned + est > budget + 1e-12:
+                    self.skipped_cap.append(row)
+                    continue
+                planned += est
+                self.pending.append(row)
+        return self.pending
+
+    def _dead_keys(self, done: set[str]) -> set[str]:
+        assert self.catalog is not None
+        rows = self.catalog.con.execute(
+            "SELECT DISTINCT key FROM errors WHERE stage = 'render' AND NOT retryable AND key IS NOT NULL"
+        ).fetchall()
+        return {r[0] for r in rows} - done
+
+    def shards(self) -> list[list[RenderRow]]:
+        """At most 4×concurrency interleaved shards: few Prefect tasks, balanced load."""
+        n = max(1, min(len(self.pending), self.config.concurrency * 4))
+        return [self.pending[i::n] for i in range(n)] if self.pending else []
+
+    def absorb(self, result: RenderResult) -> None:
+        assert self.catalog is not None
+        self.results.append(result)
+        self.catalog.load_image_parts([Path(p) for p in result.parts])
+        if result.error_part:
+            self.catalog.load_error_parts([Path(result.error_part)])
+
+    def finish(self) -> RunSummary:
+        assert self.catalog is not None and self.manifest is not None
+        s, cat = self.summary, self.catalog
+        invalid = [
+            ErrorRecord(s.run_id, "validate", r.reason, source_path=str(self.manifest.path), line=r.line, doc_id=r.id)
+            for r in self.manifest.invalid_rows
+        ]
+        part = write_errors(self.layout.error_parts, f"{s.run_id}-validate", invalid)
+        if part:
+            cat.load_error_parts([part])
+        cat.sync()
+        tot = RenderResult()
+        for r in self.results:
+            for f in ("rendered", "images", "failed", "api_calls", "attempts", "throttled", "cost_usd"):
+                setattr(tot, f, getattr(tot, f) + getattr(r, f))
+            for k, v in r.image_sizes.items():
+                tot.image_sizes[k] = tot.image_sizes.get(k, 0) + v
+        s.api_calls = tot.api_calls
+        s.errors = tot.failed + len(invalid)
+        s.cost_usd = round(tot.cost_usd, 6)
+        s.stats = {
+            "rows": len(self.manifest.rows) + len(self.manifest.invalid_rows),
+            "rendered": tot.rendered,
+            "skipped_unchanged": self.unchanged,
+            "failed": tot.failed,
+            "invalid": len(invalid),
+            "retried": max(0, tot.attempts - (tot.api_calls - tot.failed)),
+            "throttled": tot.throttled,
+            "images": tot.images,
+            "images_by_size": tot.image_sizes,
+            "skipped_cap": len(self.skipped_cap),
+        }
+        if self.skipped_cap:
+            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {len(self.skipped_cap)} rows left for the next run")
+        elif s.errors:
+            s.finish("errors", f"{s.errors} rows failed; see the errors table and index.html")
+        else:
+            s.finish("completed")
+        s.save(self.layout.runs)
+        cat.sync()
+        write_contact_sheet(cat, self.layout.root, s)
+        return s
+
+
+def render_manifest(config: RenderConfig, client: QuantClient, *, replay: bool = False,
+                    on_row: Callable[[], None] | None = None, lock_wait: float = 0.0) -> RunSummary:
+    """Run a whole render job in this process with a thread pool (no Prefect)."""
+    with RenderRun(config, lock_wait=lock_wait) as run:
+        run.make_plan(replay=replay)
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            futures = [pool.submit(render_rows, shard, client, run.context, prices=run.prices, on_row=on_row)
+                       for shard in run.shards()]
+            for fut in as_completed(futures):
+                run.absorb(fut.result())
+        return run.finish()

@@ -1,0 +1,250 @@
+"""The DuckDB catalog: the one writer that turns part files into queryable tables.
+
+Workers only write part files. This module, running in exactly one process per output folder
+(guarded by :class:`~quant_batch.store.lock.OutputLock`), loads each part once: the part's name
+goes into ``_parts`` in the same transaction as its rows, so loading the same part twice is a
+no-op, and a crash mid-load rolls back. ``sync()`` loads whatever is on disk and not yet loaded,
+which is also how a run finishes the work of a run that crashed after writing a part.
+
+Tables: ``vectors_<generation>`` (key → FLOAT[dim]), ``live_chunks`` and ``documents`` (the
+current corpus), view ``chunks`` (live chunks with their vectors: what search reads),
+``image_renders`` and view ``images`` (latest render of each manifest row), ``errors``, ``runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from quant_batch.store.layout import Layout
+
+_SAFE_IDENT = re.compile(r"^[a-z0-9_]+$")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS _parts (name VARCHAR PRIMARY KEY, kind VARCHAR, rows BIGINT, loaded_at TIMESTAMP DEFAULT now());
+CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR);
+CREATE TABLE IF NOT EXISTS generations (generation VARCHAR PRIMARY KEY, model VARCHAR, dimensions INTEGER, normalize BOOLEAN);
+CREATE TABLE IF NOT EXISTS errors (
+    error_id VARCHAR PRIMARY KEY, run_id VARCHAR, stage VARCHAR, source_path VARCHAR, line BIGINT,
+    doc_id VARCHAR, chunk_id VARCHAR, key VARCHAR, status BIGINT, kind VARCHAR, message VARCHAR,
+    retryable BOOLEAN, created_at DOUBLE, part VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, kind VARCHAR, status VARCHAR, reason VARCHAR, started_at DOUBLE,
+    finished_at DOUBLE, wall_s DOUBLE, api_calls BIGINT, errors BIGINT, cost_usd DOUBLE, stats JSON);
+"""
+
+VECTOR_COLUMNS = (
+    "key", "chunk_id", "doc_id", "source_path", "position", "text", "tokens",
+    "model", "dimensions", "normalize", "run_id", "vector",
+)
+
+
+def _ident(name: str) -> str:
+    if not _SAFE_IDENT.match(name):
+        raise ValueError(f"unsafe identifier {name!r}")
+    return name
+
+
+def _sql_list(paths: Iterable[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+class Catalog:
+    """DuckDB catalog of one output folder. Use as a context manager; one writer at a time."""
+
+    def __init__(self, layout: Layout, *, read_only: bool = False):
+        self.layout = layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(layout.catalog), read_only=read_only)
+        if not read_only:
+            self.con.execute(_DDL)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Load every part, run summary and state file not loaded yet; returns parts loaded."""
+        loaded = 0
+        vectors_root = self.layout.parts / "vectors"
+        if vectors_root.exists():
+            for gen_dir in sorted(p for p in vectors_root.iterdir() if p.is_dir()):
+                loaded += self.load_vector_parts(gen_dir.name, sorted(gen_dir.glob("*.parquet")))
+        loaded += self.load_image_parts(sorted(self.layout.image_parts.glob("*.parquet")))
+        loaded += self.load_error_parts(sorted(self.layout.error_parts.glob("*.parquet")))
+        self.load_runs()
+        self.load_state()
+        return loaded
+
+    def _new_parts(self, paths: Iterable[Path]) -> list[Path]:
+        known = {r[0] for r in self.con.execute("SELECT name FROM _parts").fetchall()}
+        return [p for p in paths if self._part_name(p) not in known]
+
+    def _part_name(self, path: Path) -> str:
+        return path.relative_to(self.layout.root).as_posix()
+
+    def _load(self, kind: str, paths: list[Path], insert_sql: str) -> int:
+        paths = self._new_parts(paths)
+        if not paths:
+            return 0
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(insert_sql.format(files=_sql_list(paths)))
+            for p in paths:
+                rows = pq.read_metadata(p).num_rows
+                self.con.execute(
+                    "INSERT INTO _parts (name, kind, rows) VALUES (?, ?, ?)", [self._part_name(p), kind, rows]
+                )
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return len(paths)
+
+    def ensure_generation(self, generation: str, model: str, dimensions: int, normalize: bool) -> str:
+        table = f"vectors_{_ident(generation)}"
+        self.con.execute(
+            f"""CREATE TABLE IF NOT EXISTS {table} (
+                key VARCHAR PRIMARY KEY, chunk_id VARCHAR, doc_id VARCHAR, source_path VARCHAR,
+                position INTEGER, text VARCHAR, tokens INTEGER, model VARCHAR, dimensions INTEGER,
+                normalize BOOLEAN, run_id VARCHAR, vector FLOAT[{int(dimensions)}], part VARCHAR)"""
+        )
+        self.con.execute(
+            "INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?)", [generation, model, dimensions, normalize]
+        )
+        return table
+
+    def load_vector_parts(self, generation: str, paths: list[Path]) -> int:
+        if not paths:
+            return 0
+        meta = pq.read_schema(paths[0]).metadata or {}
+        model = meta.get(b"model", b"").decode()
+        dims = int(meta.get(b"dimensions", b"0"))
+        normalize = meta.get(b"normalize", b"true").decode() == "true"
+        table = self.ensure_generation(generation, model, dims, normalize)
+        cols = ", ".join(VECTOR_COLUMNS)
+        root = str(self.layout.root).replace("'", "''")
+        sql = (
+            f"INSERT OR IGNORE INTO {table} ({cols}, part) SELECT {cols}, "
+            f"replace(filename, '{root}/', '') FROM read_parquet({{files}}, filename=true)"
+        )
+        return self._load("vectors", paths, sql)
+
+    def load_error_parts(self, paths: list[Path]) -> int:
+        root = str(self.layout.root).replace("'", "''")
+        sql = (
+            "INSERT OR IGNORE INTO errors SELECT error_id, run_id, stage, source_path, line, doc_id, "
+            "chunk_id, key, status, kind, message, retryable, created_at, "
+            f"replace(filename, '{root}/', '') FROM read_parquet({{files}}, filename=true)"
+        )
+        return self._load("errors", paths, sql)
+
+    def load_image_parts(self, paths: list[Path]) -> int:
+        paths = self._new_parts(paths)
+        if not paths:
+            return 0
+        if not self._has_table("image_renders"):
+            self.con.execute(
+                f"CREATE TABLE image_renders AS SELECT * FROM read_parquet({_sql_list(paths[:1])}, "
+                "union_by_name=true) LIMIT 0"
+            )
+            self.con.execute(
+                "CREATE OR REPLACE VIEW images AS SELECT * FROM image_renders "
+                "QUALIFY row_number() OVER (PARTITION BY id, n ORDER BY created_at DESC) = 1"
+            )
+        return self._load(
+            "images",
+            paths,
+            "INSERT INTO image_renders BY NAME SELECT * FROM read_parquet({files}, union_by_name=true)",
+        )
+
+    def load_runs(self) -> int:
+        files = sorted(self.layout.runs.glob("*.json"))
+        for f in files:
+            try:
+                run = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue  # a summary being rewritten; the next sync picks it up
+            self.con.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run["run_id"], run.get("kind"), run.get("status"), run.get("reason"),
+                    run.get("started_at"), run.get("finished_at"), run.get("wall_s"),
+                    run.get("api_calls"), run.get("errors"), run.get("cost_usd"),
+                    json.dumps(run.get("stats", {})),
+                ],
+            )
+        return len(files)
+
+    def load_state(self) -> None:
+        """Refresh ``live_chunks`` / ``documents`` from the active generation's state files."""
+        gen = self.active_generation()
+        if gen is None:
+            return
+        g = gen["generation"]
+        for table, path in (("live_chunks", self.layout.live(g)), ("documents", self.layout.documents(g))):
+            if not path.exists():
+                continue
+            stamp = f"{path.name}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
+            seen = self.con.execute("SELECT v FROM _meta WHERE k = ?", [table]).fetchone()
+            if seen and seen[0] == stamp and self._has_table(table):
+                continue
+            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet(?)", [str(path)])
+            self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", [table, stamp])
+        self._point_chunks_view()
+
+    def _point_chunks_view(self) -> None:
+        gen = self.active_generation()
+        if gen is None or not self._has_table("live_chunks"):
+            return
+        table = f"vectors_{_ident(gen['generation'])}"
+        dims = int(gen["dimensions"])
+        self.ensure_generation(gen["generation"], gen["model"], dims, bool(gen["normalize"]))
+        self.con.execute(
+            f"""CREATE OR REPLACE VIEW chunks AS
+                SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, l.end_char,
+                       l.text, l.key, v.tokens, v.model, v.dimensions, v.normalize, v.vector
+                FROM live_chunks l JOIN {table} v USING (key)"""
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()
+        return bool(row and row[0])
+
+    def active_generation(self) -> dict | None:
+        path = self.layout.generation
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def done_keys(self, generation: str) -> set[str]:
+        table = f"vectors_{_ident(generation)}"
+        if not self._has_table(table):
+            return set()
+        return {r[0] for r in self.con.execute(f"SELECT key FROM {table}").fetchall()}
+
+    def done_image_keys(self) -> set[str]:
+        if not self._has_table("image_renders"):
+            return set()
+        rows = self.con.execute("SELECT DISTINCT key FROM image_renders WHERE status = 'ok'").fetchall()
+        return {r[0] for r in rows}
+
+    def count(self, sql: str, params: list | None = None) -> int:
+        row = self.con.execute(sql, params or []).fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,42 @@
+"""Shared fixtures: one emulator per test session, reset before every test that uses it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# the package is not installed in the venv; make the repo importable from any working directory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
+
+from quant_batch.emulator import EmulatorServer  # noqa: E402
+
+TEST_TOKEN = "test-token-SECRET-123"
+TEST_ORG = "test-org"
+
+
+@pytest.fixture(scope="session")
+def emulator_server():
+    """The emulator in a thread on a free loopback port, for the whole session."""
+    with EmulatorServer(token=TEST_TOKEN, port=0, mode="thread") as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server):
+    """The session emulator with stats cleared and every fault off."""
+    emulator_server.reset()
+    yield emulator_server
+
+
+@pytest.fixture
+def api_env(emulator, monkeypatch):
+    """Point QUANT_* environment variables at the emulator; returns the emulator."""
+    monkeypatch.setenv("QUANT_API_KEY", TEST_TOKEN)
+    monkeypatch.setenv("QUANT_ORGANIZATION", TEST_ORG)
+    monkeypatch.setenv("QUANT_BASE_URL", emulator.base_url)
+    return emulator
