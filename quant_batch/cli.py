@@ -244,7 +244,7 @@ def demo(
             except typer.Exit as exc:
                 codes.append(exc.exit_code)
         stats = emu.stats()
-    console.print(f"API calls made to the emulator: {stats.get('total')}")
+    console.print(f"API calls made to the emulator: {stats.get('total_requests')}")
     raise typer.Exit(max(codes))
 
 

@@ -8,10 +8,10 @@ Committed configs hold no secrets. Credentials come from the environment
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from quant_batch.corpus.chunking import ChunkSettings
 from quant_batch.errors import ConfigError
@@ -31,6 +31,12 @@ class FolderSource(_Strict):
     include: tuple[str, ...] = ("**/*",)
     exclude: tuple[str, ...] = ()
 
+    @model_validator(mode="after")
+    def _exists(self) -> FolderSource:
+        if not self.path.is_dir():
+            raise ValueError(f"folder not found: {self.path}")
+        return self
+
 
 class TableSource(_Strict):
     """A Parquet / CSV / JSONL table with one document per row."""
@@ -38,6 +44,22 @@ class TableSource(_Strict):
     table: Path
     id_column: str = "id"
     text_column: str = "text"
+
+    @model_validator(mode="after")
+    def _exists(self) -> TableSource:
+        if not self.table.is_file():
+            raise ValueError(f"table not found: {self.table}")
+        return self
+
+
+def _source_kind(value: Any) -> str:
+    data = value if isinstance(value, dict) else vars(value)
+    return "table" if "table" in data else "folder"
+
+
+Source = Annotated[
+    Annotated[FolderSource, Tag("folder")] | Annotated[TableSource, Tag("table")], Discriminator(_source_kind)
+]
 
 
 class RateLimits(_Strict):
@@ -64,7 +86,7 @@ class ApiConfig(_Strict):
 class CorpusConfig(_Strict):
     """Everything one corpus-embedding run needs."""
 
-    sources: tuple[FolderSource | TableSource, ...] = Field(min_length=1)
+    sources: tuple[Source, ...] = Field(min_length=1)
     out: Path = Path("data/index")
     chunking: ChunkSettings = ChunkSettings()
     model: str = "amazon.titan-embed-text-v2:0"
@@ -102,7 +124,7 @@ C = TypeVar("C", bound=BaseModel)
 def format_validation_error(source: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("FolderSource", "TableSource")))
+        key = ".".join(str(p) for p in err["loc"] if str(p) not in ("folder", "table") or p == err["loc"][-1])
         lines.append(f"{source}: {key or '(top level)'}: {err['msg']}")
     return "\n".join(dict.fromkeys(lines))
 

@@ -186,7 +186,8 @@ def test_every_kind_of_error_is_reported_at_once(folder, monkeypatch):
     assert [r.id for r in manifest.rows] == ["fine"]
     assert manifest.invalid_lines == list(range(1, 21))
     assert manifest.invalid_rows[16].raw.startswith('{"id": "broken"')
-    with pytest.raises(InputError, match="20 problem"):
+    assert len(manifest.problems) == 21  # line 12 also lacks its prompt
+    with pytest.raises(InputError, match="21 problem"):
         manifest.raise_for_problems()
 
 

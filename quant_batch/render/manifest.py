@@ -31,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from quant_batch.errors import InputError
 from quant_batch.hashing import canonical_json
-from quant_batch.render.rules import MODEL_ID, PARAMS_KEY, TASK_TYPES, check_image_request, check_input_image
+from quant_batch.render.rules import (
+    DEFAULT_REGION,
+    MODEL_ID,
+    PARAMS_KEY,
+    TASK_TYPES,
+    check_image_request,
+    check_input_image,
+)
 
 FILE = "$file"  # placeholder key: {"$file": "<api path>"} stands for an input image in RenderRow.request
 CONFIG = "imageGenerationConfig"
@@ -48,7 +55,7 @@ class RenderDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modelId: str = Field(MODEL_ID, description="Image model id.")
-    region: str = Field("us-east-1", description="AWS region the request runs in.")
+    region: str = Field(DEFAULT_REGION, description="AWS region the request runs in.")
     width: int = Field(1024, description="Output width in px (generation tasks only).")
     height: int = Field(1024, description="Output height in px (generation tasks only).")
     quality: str = Field("standard", description="'standard' or 'premium'.")
@@ -248,7 +255,8 @@ def load_manifest(path: Path | str, defaults: RenderDefaults | None = None) -> M
     resolver = _Resolver(shown, path.resolve().parent, defaults or RenderDefaults())
     for raw in reader(text, resolver):
         resolver.add(raw)
-    return Manifest(path=path, rows=resolver.rows, problems=resolver.problems, invalid_rows=resolver.invalid)
+    problems = sorted(resolver.problems, key=lambda p: p.line or 0)
+    return Manifest(path=path, rows=resolver.rows, problems=problems, invalid_rows=resolver.invalid)
 
 
 def build_request(row: RenderRow, seed: int | None) -> dict[str, Any]:
@@ -393,7 +401,11 @@ class _Resolver:
         if value.startswith("data:") or (len(value) >= 64 and "." not in value and _BASE64.fullmatch(value)):
             self.problem(line, fld, "give a file path relative to the manifest, not inline image data")
             return placeholder
-        path = (self.base / Path(value).expanduser()).resolve()
+        try:
+            path = (self.base / Path(value).expanduser()).resolve()
+        except (OSError, ValueError, RuntimeError):
+            self.problem(line, fld, f"not a usable file path: {_show(value)}")
+            return placeholder
         if (path, fld) not in self._files:
             self._files[path, fld] = _check_file(path, value, fld)
         sha, problems = self._files[path, fld]
@@ -553,13 +565,14 @@ def _coerce(kind: str, value: Any, from_csv: bool) -> Any:
 
 def _check_file(path: Path, given: str, fld: str) -> tuple[str | None, list[tuple[str, str]]]:
     """sha256 of an input image and its problems (read once per file and field)."""
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "file not found"
-        return None, [(fld, f"{what}: {given} (looked at {path})")]
     try:
+        if path.is_dir():
+            return None, [(fld, f"is a folder, not a file: {given}")]
         data = path.read_bytes()
+    except FileNotFoundError:
+        return None, [(fld, f"file not found: {given} (looked at {path})")]
     except OSError as exc:
-        return None, [(fld, f"cannot read {given}: {exc.strerror}")]
+        return None, [(fld, f"cannot read {_show(given)}: {exc.strerror or exc}")]
     found = check_input_image(data, fld)
     problems = [(v.field, f"{v.message.replace('a base64-encoded ', 'a ')} ({given})") for v in found]
     return (None if problems else hashlib.sha256(data).hexdigest()), problems
