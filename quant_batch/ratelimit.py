@@ -62,7 +62,7 @@ class _Bucket:
     def wait_for(self, cost: float, fraction: float) -> float:
         """Seconds until ``cost`` may be taken; a cost above capacity waits for a full bucket."""
         need = min(cost, self.capacity)
-        if self.level >= need:
+        if self.level >= need - 1e-9:  # tolerance: float refills land a hair short
             return 0.0
         return (need - self.level) / (self.per_minute * fraction / 60.0)
 

@@ -160,10 +160,23 @@ def test_sdk_chat(sdk):
 
 
 def test_sdk_chat_multimodal_blocks(sdk):
+    # the SDK's from_dict loses content blocks (its oneOf parsing yields None), so build the models
+    from quantcdn.models.chat_inference_request_messages_inner import ChatInferenceRequestMessagesInner as Msg
+    from quantcdn.models.chat_inference_request_messages_inner_content import (
+        ChatInferenceRequestMessagesInnerContent as Content)
+    from quantcdn.models.chat_inference_request_messages_inner_content_one_of_inner import (
+        ChatInferenceRequestMessagesInnerContentOneOfInner as Block)
+    from quantcdn.models.chat_inference_request_messages_inner_content_one_of_inner_one_of import (
+        ChatInferenceRequestMessagesInnerContentOneOfInnerOneOf as TextBlock)
+    from quantcdn.models.chat_inference_request_messages_inner_content_one_of_inner_one_of1 import (
+        ChatInferenceRequestMessagesInnerContentOneOfInnerOneOf1 as ImageBlock)
+
     png = base64.b64encode(b"\x89PNG fake").decode()
-    content = [{"image": {"format": "png", "source": {"bytes": png}}}, {"text": "Describe image 1"}]
-    res = sdk.chat_inference(TEST_ORG, {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": content}]})
-    assert "Describe image 1" in res.response.content
+    image = ImageBlock.from_dict({"image": {"format": "png", "source": {"bytes": png}}})
+    content = Content([Block(image), Block(TextBlock(text="Describe image 1"))])
+    req = ChatInferenceRequest(modelId=CHAT_MODEL, messages=[Msg(role="user", content=content)])
+    res = sdk.chat_inference(TEST_ORG, req)
+    assert "Describe image 1" in res.response.content and "attachment" in res.response.content
 
 
 def parse_sse(text: str) -> list:

@@ -287,6 +287,7 @@ def test_yaml_plain_list_and_bad_defaults(folder):
     manifest = load_manifest(path)
     assert problems(manifest) == {(1, "defaults.widht"), (1, "defaults.cfgScale")}
     assert "did you mean 'width'?" in manifest.problems[0].message
+    assert manifest.file_problems == manifest.problems and manifest.invalid_rows == []
     assert len(load_manifest(write(folder, "l.yaml", ["- prompt: hi", "- prompt: there"])).rows) == 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -271,7 +272,12 @@ class QuantClient:
 def _json(resp: requests.Response, endpoint: str) -> Any:
     try:
         return orjson.loads(resp.content)  # already read: stream=False sends read the whole body
-    except orjson.JSONDecodeError as exc:
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        # orjson refuses the bare NaN token some servers write for a bad vector; json takes it
+        return json.loads(resp.content)
+    except ValueError as exc:
         raise ServerError(f"{endpoint}: {resp.status_code} with a body that is not JSON ({exc})",
                           status=resp.status_code, endpoint=endpoint) from None
 

@@ -46,15 +46,22 @@ def sse_data(lines: Iterable[bytes | str]) -> Iterator[str]:
 
 
 def stream_events(lines: Iterable[bytes | str]) -> Iterator[StreamEvent]:
-    """Deltas as they arrive, then exactly one ``done`` event (if the server ended the stream)."""
+    """Deltas as they arrive, then exactly one ``done`` event (if the server ended the stream).
+
+    After the final event the rest (``[DONE]``) is read and dropped, so the connection goes
+    back to the pool whole.
+    """
+    done = False
     for data in sse_data(lines):
         if data.strip() == "[DONE]":
-            yield StreamEvent("done")
+            if not done:
+                yield StreamEvent("done")
             return
+        if done:
+            continue
         for event in _parse(data):
             yield event
-            if event.kind == "done":
-                return
+            done = done or event.kind == "done"
 
 
 def _parse(data: str) -> list[StreamEvent]:

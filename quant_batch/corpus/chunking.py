@@ -58,8 +58,18 @@ class ChunkSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
         200, ge=0, description="Characters repeated from the end of the previous chunk."
     )
     min_chars: int = pydantic.Field(
-        400, ge=0, description="A chunk is not ended at an anchor before it holds this many."
+        None,  # filled in by _default_min_chars
+        ge=0,
+        description="A chunk is not ended at an anchor before it holds this many; max_chars // 5.",
     )
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _default_min_chars(cls, data):
+        if isinstance(data, dict) and data.get("min_chars") is None:
+            max_chars = data.get("max_chars", cls.model_fields["max_chars"].default)
+            data = {**data, "min_chars": max_chars // 5 if isinstance(max_chars, int) else 0}
+        return data
 
     @pydantic.model_validator(mode="after")
     def _check_ratios(self) -> ChunkSettings:
@@ -187,7 +197,8 @@ def _is_anchor(piece: str) -> bool:
 def _overlap_start(text: str, prev_start: int, prev_end: int, core_end: int, s: ChunkSettings):
     """Where chunk text begins: a word start in the tail of the previous chunk's own text."""
     # the whitespace gap counts too, so the window shrinks to keep the chunk within max_chars
-    window = max(prev_start, prev_end - s.overlap_chars, core_end - s.max_chars)
+    # never from the previous chunk's first character: each chunk must add a start of its own
+    window = max(prev_start + 1, prev_end - s.overlap_chars, core_end - s.max_chars)
     if window >= prev_end:
         return _trim(text, prev_end, core_end)[0]
     match = _WORD_START.search(text, window, prev_end)

@@ -40,6 +40,8 @@ SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 TABLE_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".parquet"})
 
 _MAX_MESS = 0.2  # charset-normalizer "chaos" above this: we do not trust the guess
+_NEAR_TIE = 0.15  # guesses this close to the best are treated as equally plausible
+_PREFERRED_LEGACY = ("cp1252", "latin_1", "iso8859_15")
 _BATCH_ROWS = 1024
 
 
@@ -179,12 +181,16 @@ def _decode(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes  # slow import, only needed off the UTF-8 path
 
-    best = from_bytes(data, threshold=_MAX_MESS).best()
+    matches = from_bytes(data, threshold=_MAX_MESS)
+    best = matches.best()
     if best is None:
         raise _Unreadable(
             "not valid UTF-8 and no other encoding detected; re-save the file as UTF-8"
         )
-    return str(best)
+    # on short texts the detector cannot tell single-byte Western code pages apart (French
+    # latin-1 came back as Baltic cp1257); among near-ties, take the most common legacy encoding
+    near = [m for m in matches if m.chaos <= best.chaos + _NEAR_TIE]
+    return str(next((m for m in near if m.encoding in _PREFERRED_LEGACY), best))
 
 
 def _looks_binary(data: bytes) -> bool:
@@ -247,9 +253,10 @@ def _describe(exc: BaseException) -> str:
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote body caption dd details div dl dt fieldset figcaption "
     "figure footer form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table "
-    "tbody thead tfoot title tr ul".split()
+    "tbody thead tfoot tr ul".split()
 )
-_HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template"})
+# <title> is shown in the tab, not the page, and usually repeats the first heading
+_HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template", "title"})
 
 
 class _TextExtractor(HTMLParser):

@@ -431,6 +431,7 @@ class ChatResult:
     finish_reason: str
     input_tokens: int
     output_tokens: int
+    fault: str | None = None
 
 
 def _truncate(text: str, tokens: int) -> str:
@@ -449,6 +450,7 @@ def _chat_result(data: dict, fault: str | None) -> ChatResult:
             content = content[: len(content) // 2]
     else:
         content = synth.chat_answer(prompt, media)
+        fault = None if fault == "invalid_json" else fault  # only JSON answers can be broken JSON
     finish = "stop"
     for stop in data.get("stopSequences") or []:
         if stop and stop in content:
@@ -459,7 +461,7 @@ def _chat_result(data: dict, fault: str | None) -> ChatResult:
         content, finish = _truncate(content, limit), "length"
     all_text = " ".join(t for t, _ in parsed) + (data.get("systemPrompt") or "")
     tokens_in = synth.estimate_tokens(all_text) + TOKENS_PER_ATTACHMENT * sum(n for _, n in parsed)
-    return ChatResult(content, finish, tokens_in, synth.estimate_tokens(content))
+    return ChatResult(content, finish, tokens_in, synth.estimate_tokens(content), fault)
 
 
 def _usage(result: ChatResult) -> dict:
@@ -478,7 +480,7 @@ async def _chat(data: Any, state: EmulatorState) -> Outcome:
     result = await run_in_threadpool(_validated_chat, data, state)
     body = {"response": {"role": "assistant", "content": result.content}, "model": data["modelId"],
             "requestId": str(uuid.uuid4()), "finishReason": result.finish_reason, "usage": _usage(result)}
-    return Outcome(_json(body), 200, fault="length" if result.finish_reason == "length" else None)
+    return Outcome(_json(body), 200, fault=result.fault)
 
 
 def _sse(obj: Any) -> bytes:
@@ -504,7 +506,7 @@ async def _chat_stream(data: Any, state: EmulatorState) -> Outcome:
             await asyncio.sleep(0.002)  # arrive as separate chunks, like a real token stream
 
     response = StreamingResponse(produce(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    return Outcome(response, 200, stream_events=events)
+    return Outcome(response, 200, fault=result.fault, stream_events=events)
 
 
 # --- app ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENDPOINTS = ("embeddings", "image-generation", "chat", "chat-stream")
 MAX_EVENTS = 200_000
@@ -52,6 +52,26 @@ class FaultConfig(BaseModel):
     bad_vector_marker: str = Field("__NAN__", description="That text's vector comes back all NaN.")
     invalid_json_rate: float = Field(0.0, ge=0, le=1, description="Chat JSON-mode answers that are not JSON.")
     length_rate: float = Field(0.0, ge=0, le=1, description="Chat answers cut short, finishReason 'length'.")
+
+    @field_validator("latency")
+    @classmethod
+    def _known_latency_endpoints(cls, value: dict[str, float]) -> dict[str, float]:
+        _check_endpoints(value)
+        if any(v < 0 for v in value.values()):
+            raise ValueError("latency must not be negative")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known_endpoints(cls, value: list[str] | None) -> list[str] | None:
+        _check_endpoints(value or [])
+        return value
+
+
+def _check_endpoints(names) -> None:
+    unknown = sorted(set(names) - set(ENDPOINTS))
+    if unknown:
+        raise ValueError(f"unknown endpoint name(s) {unknown}; use {', '.join(ENDPOINTS)}")
 
 
 @dataclass(frozen=True)

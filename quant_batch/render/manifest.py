@@ -212,6 +212,12 @@ class Manifest:
     def invalid_lines(self) -> list[int]:
         return sorted({r.line for r in self.invalid_rows if r.line})
 
+    @property
+    def file_problems(self) -> list[ManifestProblem]:
+        """Problems that belong to no row: ``defaults:``, a CSV header, the YAML structure."""
+        in_rows = {id(p) for r in self.invalid_rows for p in r.problems}
+        return [p for p in self.problems if id(p) not in in_rows]
+
     def raise_for_problems(self) -> None:
         """Raise one InputError listing every problem, if there are any."""
         if self.problems:
@@ -265,6 +271,7 @@ def build_request(row: RenderRow, seed: int | None) -> dict[str, Any]:
     Args:
         row: a row from :func:`load_manifest`.
         seed: the seed to render with; None keeps the row's own seed (or the service default).
+            For a row with its own seed pass None or ``row.seed``: its key was made with it.
 
     Raises:
         InputError: an input image is gone or its bytes changed since the manifest was loaded.
