@@ -13,7 +13,7 @@ import pytest
 import quantcdn
 import requests
 from PIL import Image
-from quantcdn.exceptions import ApiException, BadRequestException, ForbiddenException, UnauthorizedException
+from quantcdn.exceptions import BadRequestException, ForbiddenException, UnauthorizedException
 from quantcdn.models.chat_inference200_response import ChatInference200Response
 from quantcdn.models.chat_inference_request import ChatInferenceRequest
 from quantcdn.models.chat_inference_stream_request import ChatInferenceStreamRequest

@@ -100,7 +100,8 @@ def test_hostile_files_become_errors_and_iteration_continues(tmp_path):
     write(tmp_path / "01-binary.txt", bytes(rnd.randrange(256) for _ in range(4096)) + b"\x00")
     write(tmp_path / "02-empty.txt", b"")
     write(tmp_path / "03-blank.md", " \n\t\n")
-    write(tmp_path / "04-latin1.txt", "Café crème brûlée à la carte, déjà vu.\n".encode("latin-1") * 20)
+    latin1 = "Café crème brûlée à la carte, déjà vu.\n".encode("latin-1")
+    write(tmp_path / "04-latin1.txt", latin1 * 20)
     noise = bytes(b for b in (rnd.randrange(0x80, 0x100) for _ in range(3000)))
     write(tmp_path / "05-noise.txt", noise)
     write(tmp_path / "06-corrupt.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog >>\ngarbage")
@@ -170,7 +171,8 @@ def test_html_keeps_paragraphs_and_drops_hidden_parts(tmp_path):
     )
     write(tmp_path / "page.htm", html)
     [doc] = iter_folder(tmp_path)
-    assert doc.text == "Title\n\nFirst para with bold & entity.\n\nSecond\nline\n\n  keep\n   spacing"
+    expected = "Title\n\nFirst para with bold & entity.\n\nSecond\nline\n\n  keep\n   spacing"
+    assert doc.text == expected
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
 import orjson
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from quant_batch.errors import ApiError, ContentBlocked, RateLimited, ServerError
+from quant_batch.errors import RateLimited, ServerError
 from quant_batch.ratelimit import NullRateLimiter, RateLimiter
 from quant_batch.settings import ApiSettings
 
 from ._errors import TRANSPORT_ERRORS, error_from_exception, error_from_response, request_id_of
+from ._parse import chat_fields, embedding_fields, image_fields
 from ._retry import RetryPolicy, build_retrying
 from ._sse import StreamError, stream_events
-from ._types import CallInfo, ChatResult, EmbeddingResult, ImageResult, StreamEvent, Timeouts, Usage
+from ._types import CallInfo, ChatResult, EmbeddingResult, ImageResult, StreamEvent, Timeouts
 
 log = logging.getLogger("quant_batch.client")
 
@@ -145,7 +142,7 @@ class QuantClient:
         if not texts:
             raise ValueError("embed() needs at least one text")
         body = {"input": texts, "modelId": model, "dimensions": dimensions, "normalize": normalize}
-        fields, info = self._call("embeddings", body, lambda r: _embedding_fields(r, len(texts)),
+        fields, info = self._call("embeddings", body, lambda r: embedding_fields(r, len(texts)),
                                   cost=estimate_tokens(texts))
         return EmbeddingResult(**fields, info=info)
 
@@ -155,12 +152,12 @@ class QuantClient:
         Raises:
             ContentBlocked: the prompt was refused, or every generated image was blocked.
         """
-        fields, info = self._call("image-generation", request, _image_fields, cost=0)
+        fields, info = self._call("image-generation", request, image_fields, cost=0)
         return ImageResult(**fields, info=info)
 
     def chat(self, request: Mapping[str, Any]) -> ChatResult:
         """Buffered chat inference (a ``ChatInferenceRequest`` as a dict)."""
-        fields, info = self._call("chat", request, _chat_fields, cost=_chat_cost(request))
+        fields, info = self._call("chat", request, chat_fields, cost=_chat_cost(request))
         fields["request_id"] = fields["request_id"] or info.request_id
         return ChatResult(**fields, info=info)
 
@@ -267,87 +264,3 @@ class QuantClient:
     def __repr__(self) -> str:
         return (f"QuantClient(base_url={self.settings.base_url!r}, "
                 f"organization={self.settings.organization!r}, pool_size={self.pool_size})")
-
-
-def _json(resp: requests.Response, endpoint: str) -> Any:
-    try:
-        return orjson.loads(resp.content)  # already read: stream=False sends read the whole body
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        # orjson refuses the bare NaN token some servers write for a bad vector; json takes it
-        return json.loads(resp.content)
-    except ValueError as exc:
-        raise ServerError(f"{endpoint}: {resp.status_code} with a body that is not JSON ({exc})",
-                          status=resp.status_code, endpoint=endpoint) from None
-
-
-def _embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
-    body = _json(resp, "embeddings")
-    if not isinstance(body, dict):
-        raise ServerError("embeddings: answer is not a JSON object", status=resp.status_code, endpoint="embeddings")
-    raw = body.get("embeddings")
-    if n == 1 and isinstance(raw, list) and raw and not isinstance(raw[0], list):
-        raw = [raw]  # the single-vector form, should a server collapse a one-item batch
-    vectors = _as_matrix(raw, n)
-    dim = body.get("dimension") if isinstance(body.get("dimension"), int) else vectors.shape[1]
-    if vectors.shape[1] != dim:
-        raise ApiError(f"embeddings: vectors have {vectors.shape[1]} values, the answer says dimension {dim}",
-                       status=resp.status_code, endpoint="embeddings")
-    usage = Usage.from_body(body.get("usage"))
-    return dict(vectors=vectors, model=str(body.get("model") or ""), dimension=dim, usage=usage)
-
-
-def _as_matrix(raw: Any, n: int) -> np.ndarray:
-    count = len(raw) if isinstance(raw, list) else 0
-    if count != n:
-        raise ApiError(f"embeddings: returned {count} vectors for {n} texts", endpoint="embeddings")
-    try:
-        # one conversion, straight from the parsed lists into a C-contiguous float32 block
-        vectors = np.asarray(raw, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
-        lengths = sorted({len(v) if isinstance(v, list) else -1 for v in raw})
-        raise ApiError(f"embeddings: vectors are not all numeric lists of one length (lengths {lengths[:5]})",
-                       endpoint="embeddings") from exc
-    if vectors.ndim != 2:
-        raise ApiError(f"embeddings: expected a list of vectors, got shape {vectors.shape}", endpoint="embeddings")
-    return np.ascontiguousarray(vectors)
-
-
-def _image_fields(resp: requests.Response) -> dict[str, Any]:
-    body = _json(resp, "image-generation")
-    body = body if isinstance(body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), str) else None
-    images = [_b64(s) for s in body.get("images") or ()]
-    if not images:
-        if error:
-            raise ContentBlocked(f"image-generation: {error}", status=resp.status_code,
-                                 endpoint="image-generation", server_message=error)
-        raise ServerError("image-generation: the answer holds no images", status=resp.status_code,
-                          endpoint="image-generation")
-    mask = body.get("maskImage")
-    return dict(images=images, error=error, mask_image=_b64(mask) if mask else None)
-
-
-def _b64(value: Any) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, TypeError, ValueError) as exc:
-        raise ApiError("image-generation: an image is not valid base64", endpoint="image-generation") from exc
-
-
-def _chat_fields(resp: requests.Response) -> dict[str, Any]:
-    body = _json(resp, "chat")
-    body = body if isinstance(body, dict) else {}
-    message = body.get("response")
-    if isinstance(message, str):
-        message = {"content": message}
-    message = message if isinstance(message, dict) else {}
-    return dict(
-        text=message.get("content") or "",
-        finish_reason=body.get("finishReason"),
-        model=body.get("model"),
-        request_id=body.get("requestId"),
-        usage=Usage.from_body(body.get("usage")),
-        tool_use=message.get("toolUse"),
-    )

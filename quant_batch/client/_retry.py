@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -114,9 +115,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

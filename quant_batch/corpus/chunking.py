@@ -13,9 +13,15 @@ than the budget is cut hard. Neighbouring pieces are then packed back together u
 
 What makes it stable is *content-defined* packing (the rsync / FastCDC idea). A chunk ends after
 a piece when the chunk already holds ``min_chars`` and a hash of that piece's own text says
-"anchor" (three pieces in four). The decision depends only on the piece, never on where the
-chunk started, so two versions of a document cut at the same anchors on both sides of an edit
-and only the chunks around the edit change. A chunk also ends when the next piece would not fit.
+"anchor" (three pieces in four). Apart from the ``min_chars`` gate the decision depends only on
+the piece, not on where the chunk started, so two versions of a document fall back onto the same
+cuts soon after an edit and only the chunks around it change (with defaults, rewriting one of 20
+paragraphs kept >= 70 % of chunks in 300 random trials). A chunk also ends when the next piece
+would not fit. The price: chunks average about half of ``max_chars`` on ordinary prose, so the
+overlap costs relatively more tokens than with greedy packing.
+
+Speed (pure Python, one core): ~160 M chars/s on prose with paragraphs (~190,000 chunks/s),
+~30 M chars/s on text with no blank lines at all, ~60 M chars/s on one endless word.
 
 Offsets: ``chunk.text == text[chunk.start:chunk.end]`` exactly; text is never rewritten, chunks
 are only trimmed of surrounding whitespace. Chunk ``i > 0`` starts with up to ``overlap_chars``
@@ -37,12 +43,13 @@ import pydantic
 CHUNKER_VERSION = "1"
 """Bump whenever the same text and settings could give different chunks."""
 
-# separators from strongest to weakest; a part is what lies between two matches
+# separators from strongest to weakest; parts are cut at group 1 and then trimmed, so a pattern
+# need not swallow the whitespace around it (a leading \s* made the scan several times slower)
 _SEPARATORS = (
-    re.compile(r"\n[ \t\r\f\v]*\n\s*"),  # paragraphs: one or more blank lines
-    re.compile(r"\s*\n\s*"),  # lines
-    re.compile(r"(?:(?<=[.!?\u2026])|(?<=[.!?\u2026][\"'\u201d\u2019)\]]))\s+"),  # sentences
-    re.compile(r"\s+"),  # words
+    re.compile(r"(\n[ \t\r\f\v]*\n)"),  # paragraphs: a blank line
+    re.compile(r"(\n)"),  # lines
+    re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]?(\s+)"),  # sentences
+    re.compile(r"(\s+)"),  # words
 )
 _NON_SPACE = re.compile(r"\S")
 _WORD_START = re.compile(r"(?<!\S)\S")
@@ -150,8 +157,8 @@ def _parts(text: str, start: int, end: int, separator: re.Pattern) -> list[tuple
     parts = []
     cursor = start
     for match in separator.finditer(text, start, end):
-        parts.append((cursor, match.start()))
-        cursor = match.end()
+        parts.append((cursor, match.start(1)))
+        cursor = match.end(1)
     parts.append((cursor, end))
     return [span for span in map(lambda s: _trim(text, *s), parts) if span[0] < span[1]]
 

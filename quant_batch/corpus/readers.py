@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -148,7 +147,8 @@ def _read_file(path: Path, rel: str) -> Document | DocumentError:
     except OSError as exc:
         return DocumentError(rel, f"cannot read file: {exc.strerror or exc}", doc_id=rel)
     if not text.strip():
-        return DocumentError(rel, "empty document: no text to index; remove or exclude it", doc_id=rel)
+        message = "empty document: no text to index; remove or exclude it"
+        return DocumentError(rel, message, doc_id=rel)
     return _document(rel, rel, text)
 
 
@@ -229,7 +229,8 @@ def _read_docx(path: Path) -> str:
         for item in body.iter_inner_content():
             blocks.append(_docx_table(item) if isinstance(item, Table) else item.text)
     except Exception as exc:  # zipfile, lxml and python-docx errors alike mean a bad file
-        raise _Unreadable(f"corrupt DOCX: {_describe(exc)}; re-save it from a word processor") from exc
+        message = f"corrupt DOCX: {_describe(exc)}; re-save it from a word processor"
+        raise _Unreadable(message) from exc
     return "\n\n".join(block.strip() for block in blocks if block.strip())
 
 
@@ -445,7 +446,8 @@ def _jsonl_records(path: Path, rel: str):
             try:
                 record = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                yield line, DocumentError(rel, f"invalid JSON ({exc}); fix or delete the line", line)
+                message = f"invalid JSON ({exc}); fix or delete the line"
+                yield line, DocumentError(rel, message, line)
                 continue
             if not isinstance(record, dict):
                 record = DocumentError(rel, "not a JSON object; each line must be {...}", line)
