@@ -174,6 +174,40 @@ def search(
 
 
 @app.command()
+def plan(
+    target: Annotated[Path, typer.Argument(help="Corpus config / folder, or a manifest / render config.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder to compare against.")] = None,
+    latency: Annotated[float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image).")] = None,
+) -> None:
+    """Show what a run would do and cost, sending zero API requests."""
+    with _errors_to_exit():
+        from quant_batch import estimate
+        from quant_batch.config import resolve_corpus_config, resolve_render_config
+
+        if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
+            cfg = resolve_render_config(target, out=out)
+            result = estimate.plan_render_dry(cfg, latency_s=latency or 20.0)
+        else:
+            result = estimate.plan_corpus_dry(resolve_corpus_config(target, out=out), latency_s=latency or 0.5)
+    problems = result.pop("problems", [])
+    table = Table(title=f"plan: {target}", show_header=False)
+    for k, v in result.items():
+        table.add_row(k.replace("_", " "), str(v))
+    out_console.print(table)
+    for p in problems:
+        console.print(f"[yellow]{p}[/yellow]", highlight=False)
+
+
+def _is_render_yaml(path: Path) -> bool:
+    if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+        return False
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    return isinstance(data, list) or (isinstance(data, dict) and ("manifest" in data or "rows" in data))
+
+
+@app.command()
 def runs(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,

@@ -186,6 +186,7 @@ def plan_corpus(
     *,
     dead: set[str] = frozenset(),
     documents: Iterable[Document | DocumentError] | None = None,
+    scratch: Path | None = None,
 ) -> Plan:
     """Read and chunk the corpus; write the pending batches and the new live index to disk.
 
@@ -193,16 +194,19 @@ def plan_corpus(
         done: keys already embedded in this vector space (the ledger).
         dead: keys that failed terminally before (a 400); skipped until replayed.
         documents: override the configured sources (tests, replays).
+        scratch: folder for the plan files (default: the output's state folder); a dry plan
+            writes them elsewhere so the output folder is not touched.
     """
     gen = embedding_generation(config.model, config.dimensions, config.normalize)
     chunker = config.chunking.fingerprint()
-    layout.state.mkdir(parents=True, exist_ok=True)
+    folder = scratch or layout.state
+    folder.mkdir(parents=True, exist_ok=True)
     plan = Plan(
         run_id=run_id,
         generation=gen,
-        path=layout.plan(run_id),
-        live_tmp=layout.state / f"{TMP_PREFIX}live-{run_id}.parquet",
-        docs_tmp=layout.state / f"{TMP_PREFIX}documents-{run_id}.parquet",
+        path=folder / f"plan-{run_id}.parquet",
+        live_tmp=folder / f"{TMP_PREFIX}live-{run_id}.parquet",
+        docs_tmp=folder / f"{TMP_PREFIX}documents-{run_id}.parquet",
         stats=PlanStats(),
         batch_chars=[],
     )
@@ -267,3 +271,23 @@ def plan_corpus(
     plan.batch_chars = batcher.batch_chars
     stats.batches = len(batcher.batch_chars)
     return plan
+
+
+def count_removed(old_live: Path, plan: Plan) -> int:
+    """Chunks of the current index that the planned index no longer has."""
+    if not old_live.exists():
+        return 0
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("CREATE TEMP TABLE carry (doc_id VARCHAR)")
+        if plan.carry_doc_ids:
+            con.executemany("INSERT INTO carry VALUES (?)", [[d] for d in plan.carry_doc_ids])
+        row = con.execute(
+            f"SELECT count(*) FROM read_parquet('{old_live}') o WHERE o.doc_id NOT IN (SELECT doc_id FROM carry) "
+            f"AND o.chunk_id NOT IN (SELECT chunk_id FROM read_parquet('{plan.live_tmp}'))"
+        ).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()

@@ -60,6 +60,3 @@ class Layout:
     @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
-
-    def plan(self, run_id: str) -> Path:
-        return self.state / f"plan-{run_id}.parquet"

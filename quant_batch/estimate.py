@@ -1,0 +1,94 @@
+"""Dry runs: what a run would send, cost and take, without one API request.
+
+The estimates read the sources (or manifest) and the ledger exactly as a run would, but write
+their scratch files to a temporary folder and never open a client.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from quant_batch.config import CorpusConfig, RenderConfig
+from quant_batch.embed.plan import count_removed, plan_corpus
+from quant_batch.hashing import embedding_generation
+from quant_batch.pricing import load_prices
+from quant_batch.render.manifest import load_manifest
+from quant_batch.render.run import estimate_row_cost
+from quant_batch.store.catalog import Catalog
+from quant_batch.store.layout import Layout
+
+
+def estimate_wall_s(
+    requests: int, concurrency: int, latency_s: float, *, rpm: float | None = None,
+    units: float = 0, units_per_minute: float | None = None,
+) -> float:
+    """The slowest of: the concurrency window, the request rate limit, the token/image limit."""
+    bounds = [requests * latency_s / max(concurrency, 1)]
+    if rpm:
+        bounds.append(requests / rpm * 60)
+    if units_per_minute:
+        bounds.append(units / units_per_minute * 60)
+    return max(bounds) if requests else 0.0
+
+
+def _catalog(layout: Layout) -> Catalog | None:
+    return Catalog(layout, read_only=True) if layout.catalog.exists() else None
+
+
+def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, Any]:
+    layout = Layout(Path(cfg.out))
+    gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
+    cat = _catalog(layout)
+    try:
+        done = cat.done_keys(gen) if cat else set()
+    finally:
+        if cat:
+            cat.close()
+    prices = load_prices(cfg.pricing)
+    with tempfile.TemporaryDirectory(prefix="quant-batch-plan-") as tmp:
+        plan = plan_corpus(cfg, layout, "dry-run", done, scratch=Path(tmp))
+        removed = count_removed(layout.live(gen), plan)
+    st = plan.stats
+    tokens = st.estimated_tokens
+    return {
+        "documents": st.documents,
+        "documents_unreadable": st.documents_failed,
+        "chunks_total": st.chunks_total,
+        "chunks_new": st.chunks_pending,
+        "chunks_unchanged": st.chunks_unchanged,
+        "chunks_removed": removed,
+        "requests": st.batches,
+        "estimated_tokens": tokens,
+        "estimated_cost_usd": round(prices.embedding_cost(cfg.model, tokens), 6),
+        "estimated_wall_s": round(
+            estimate_wall_s(st.batches, cfg.concurrency, latency_s, rpm=cfg.rate_limits.requests_per_minute,
+                            units=tokens, units_per_minute=cfg.rate_limits.tokens_per_minute), 1),
+    }
+
+
+def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, Any]:
+    layout = Layout(Path(cfg.out))
+    manifest = load_manifest(cfg.manifest, cfg.defaults)
+    cat = _catalog(layout)
+    try:
+        done = cat.done_image_keys() if cat else set()
+    finally:
+        if cat:
+            cat.close()
+    prices = load_prices(cfg.pricing)
+    pending = [r for r in manifest.rows if r.key not in done]
+    images = sum(int((r.request.get("imageGenerationConfig") or {}).get("numberOfImages", 1)) for r in pending)
+    return {
+        "rows": len(manifest.rows) + len(manifest.invalid_rows),
+        "rows_invalid": len(manifest.invalid_rows),
+        "rows_new": len(pending),
+        "rows_unchanged": len(manifest.rows) - len(pending),
+        "requests": len(pending),
+        "estimated_images": images,
+        "estimated_cost_usd": round(sum(estimate_row_cost(r, prices) for r in pending), 6),
+        "estimated_wall_s": round(
+            estimate_wall_s(len(pending), cfg.concurrency, latency_s, rpm=cfg.rate_limits.images_per_minute), 1),
+        "problems": [str(p) for p in manifest.problems],
+    }
