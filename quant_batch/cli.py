@@ -246,6 +246,19 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
     out_console.print(f"loaded {n} part files into {layout.catalog}")
 
 
+@app.command()
+def serve(
+    prefect_yaml: Annotated[Path, typer.Option(help="Deployment file.")] = Path("prefect.yaml"),
+    name: Annotated[list[str] | None, typer.Option(help="Only these deployments (repeatable).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Max concurrent flow runs.")] = None,
+) -> None:
+    """Serve the flows of prefect.yaml with their schedules, without a work pool."""
+    with _errors_to_exit():
+        from flows.deploy import serve as serve_deployments
+
+        serve_deployments(prefect_yaml, name, limit)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def emulator(ctx: typer.Context) -> None:
     """Serve the local API emulator (see `quant-batch emulator --help` for fault flags)."""

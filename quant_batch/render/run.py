@@ -102,6 +102,7 @@ def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices:
     res.throttled += out.info.throttled
     params = row.params()
     cfg = request.get("imageGenerationConfig") or {}
+    seed = cfg.get("seed")  # the seed actually sent; background removal takes none
     quality = cfg.get("quality", "standard")
     model = request.get("modelId", "amazon.nova-canvas-v1:0")
     rows = []
