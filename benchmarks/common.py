@@ -226,19 +226,23 @@ class ThreadProfiler:
     """cProfile for code that fans out to worker threads: wrap the worker function with
     ``wrap``; each call gets its own profiler, and ``report`` merges them with the caller's."""
 
-    def __init__(self) -> None:
-        self.main = cProfile.Profile()
+    def __init__(self, timer: Callable[[], float] | None = None) -> None:
+        self.timer = timer
+        self.main = self._new()
         self._profiles: list[cProfile.Profile] = []
         self._lock = threading.Lock()
 
     def wrap(self, fn: Callable) -> Callable:
         def profiled(*args: Any, **kwargs: Any) -> Any:
-            prof = cProfile.Profile()
+            prof = self._new()
             with self._lock:
                 self._profiles.append(prof)
             return prof.runcall(fn, *args, **kwargs)
 
         return profiled
+
+    def _new(self) -> cProfile.Profile:
+        return cProfile.Profile(self.timer) if self.timer else cProfile.Profile()
 
     def report(self, top: int = 25, sort: str = "cumulative") -> str:
         buf = io.StringIO()

@@ -17,7 +17,9 @@ def shared_limiter(requests_per_minute: float | None, tokens_per_minute: float |
         return None
     key = (requests_per_minute, tokens_per_minute)
     if key not in _LIMITERS:
-        _LIMITERS[key] = AdaptiveRateLimiter(requests_per_minute, tokens_per_minute)
+        # burst of one request: pacing, so no 1-second window ever sees more than the rate
+        # and a slow additive recovery, so after a 429 the rate stays under the real limit for long
+        _LIMITERS[key] = AdaptiveRateLimiter(requests_per_minute, tokens_per_minute, burst=1, increase_per_success=0.005)
     return _LIMITERS[key]
 
 

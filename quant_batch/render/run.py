@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 from PIL import Image
 
-from quant_batch.client import QuantClient
+from quant_batch.client import ImageResult, QuantClient
 from quant_batch.config import RenderConfig
 from quant_batch.errors import AuthError, InputError, QuantError, RequestRejected, TransientError
 from quant_batch.hashing import sha256_hex
@@ -36,6 +36,17 @@ from quant_batch.store.lock import OutputLock
 from quant_batch.store.records import ErrorRecord, write_errors
 
 SEED_MAX = 858_993_459  # the range AWS's own examples use; valid whatever the true maximum is
+
+# explicit types: inferred from one row, an all-None column (error, seed) becomes Arrow null, and
+# the first part loaded fixes the catalog's column types for every later part
+IMAGE_SCHEMA = pa.schema([
+    ("id", pa.string()), ("n", pa.int64()), ("key", pa.string()), ("line", pa.int64()),
+    ("path", pa.string()), ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
+    ("bytes", pa.int64()), ("seed", pa.int64()), ("task_type", pa.string()), ("prompt", pa.string()),
+    ("model", pa.string()), ("region", pa.string()), ("quality", pa.string()), ("params", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("latency_s", pa.float64()), ("attempts", pa.int64()),
+    ("cost_usd", pa.float64()), ("run_id", pa.string()), ("created_at", pa.float64()),
+])
 
 
 @dataclass(frozen=True)
@@ -77,37 +88,56 @@ def _png_info(data: bytes) -> tuple[int, int]:
         return im.size
 
 
+def _failure(row: RenderRow, ctx: RenderContext, exc: QuantError) -> ErrorRecord:
+    return ErrorRecord(
+        ctx.run_id, "render", getattr(exc, "server_message", None) or str(exc), source_path=None,
+        line=row.line, doc_id=row.id, key=row.key, status=getattr(exc, "status", None),
+        kind=type(exc).__name__, retryable=isinstance(exc, TransientError),
+    )
+
+
 def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices: PriceTable, res: RenderResult, errors: list[ErrorRecord]) -> None:
-    root = Path(ctx.root)
     seed = row.seed if row.seed is not None else secrets.randbelow(SEED_MAX + 1)
     t0 = time.monotonic()
     try:
         request = build_request(row, seed)
         res.api_calls += 1
         out = client.generate_image(request)
+        latency = time.monotonic() - t0
+        res.attempts += out.info.attempts
+        res.throttled += out.info.throttled
+        # inside the try: an output name refused here (a planted symlink) fails this row only
+        rows = _write_images(row, request, out, ctx, prices, res, latency)
     except AuthError:
         raise
     except (RequestRejected, TransientError, InputError) as exc:
         res.failed += 1
-        errors.append(
-            ErrorRecord(
-                ctx.run_id, "render", getattr(exc, "server_message", None) or str(exc), source_path=None,
-                line=row.line, doc_id=row.id, key=row.key, status=getattr(exc, "status", None),
-                kind=type(exc).__name__, retryable=isinstance(exc, TransientError),
-            )
-        )
+        errors.append(_failure(row, ctx, exc))
         return
-    latency = time.monotonic() - t0
-    res.attempts += out.info.attempts
-    res.throttled += out.info.throttled
-    params = row.params()
+    if not rows:
+        res.failed += 1
+        errors.append(ErrorRecord(ctx.run_id, "render", out.error or "no images returned", line=row.line,
+                                  doc_id=row.id, key=row.key, kind="ContentBlocked"))
+        return
+    part = Layout(Path(ctx.root)).image_parts / f"{ctx.run_id}-{row.key[:16]}.parquet"
+    schema = IMAGE_SCHEMA.append(pa.field("png", pa.binary())) if ctx.embed_images else IMAGE_SCHEMA
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), part, {"run_id": ctx.run_id})
+    res.parts.append(str(part))
+    res.rendered += 1
+    res.images += len(rows)
+
+
+def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderContext, prices: PriceTable,
+                  res: RenderResult, latency: float) -> list[dict]:
+    """Write each returned PNG atomically and return its catalog rows."""
+    params = orjson.dumps(row.params(), default=str).decode()
     cfg = request.get("imageGenerationConfig") or {}
     seed = cfg.get("seed")  # the seed actually sent; background removal takes none
     quality = cfg.get("quality", "standard")
     model = request.get("modelId", "amazon.nova-canvas-v1:0")
     rows = []
     for n, data in enumerate(out.images):
-        path = safe_output_path(root, row.id, n)
+        path = safe_output_path(Path(ctx.root), row.id, n)
         write_bytes_atomic(path, data)
         width, height = _png_info(data)
         cost = prices.image_cost(model, width, height, quality)
@@ -119,23 +149,13 @@ def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices:
                 "id": row.id, "n": n, "key": row.key, "line": row.line, "path": path.name,
                 "sha256": sha256_hex(data), "width": width, "height": height, "bytes": len(data),
                 "seed": seed, "task_type": row.task_type, "prompt": row.prompt, "model": model,
-                "region": request.get("region"), "quality": quality,
-                "params": orjson.dumps(params, default=str).decode(), "status": "ok",
+                "region": request.get("region"), "quality": quality, "params": params, "status": "ok",
                 "error": out.error, "latency_s": latency, "attempts": out.info.attempts,
                 "cost_usd": cost, "run_id": ctx.run_id, "created_at": time.time(),
                 **({"png": data} if ctx.embed_images else {}),
             }
         )
-    if not rows:
-        res.failed += 1
-        errors.append(ErrorRecord(ctx.run_id, "render", out.error or "no images returned", line=row.line,
-                                  doc_id=row.id, key=row.key, kind="ContentBlocked"))
-        return
-    part = Layout(root).image_parts / f"{ctx.run_id}-{row.key[:16]}.parquet"
-    write_parquet_atomic(pa.Table.from_pylist(rows), part, {"run_id": ctx.run_id})
-    res.parts.append(str(part))
-    res.rendered += 1
-    res.images += len(rows)
+    return rows
 
 
 def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderContext, *, prices: PriceTable | None = None,
@@ -178,6 +198,7 @@ class RenderRun:
         self.manifest: Manifest | None = None
         self.pending: list[RenderRow] = []
         self.skipped_cap: list[RenderRow] = []
+        self.skipped_failed: list[RenderRow] = []  # failed terminally before; only replay resends them
         self.results: list[RenderResult] = []
         self.unchanged = 0
 
@@ -223,7 +244,7 @@ class RenderRun:
             if row.key in done:
                 self.unchanged += 1
             elif row.key in dead:
-                continue
+                self.skipped_failed.append(row)
             else:
                 est = estimate_row_cost(row, self.prices)
                 if budget is not None and planned + est > budget + 1e-12:
@@ -283,6 +304,7 @@ class RenderRun:
             "images": tot.images,
             "images_by_size": tot.image_sizes,
             "skipped_cap": len(self.skipped_cap),
+            "skipped_failed": len(self.skipped_failed),
         }
         if self.skipped_cap:
             s.finish("partial", f"spend cap ${self.config.max_cost} reached; {len(self.skipped_cap)} rows left for the next run")
@@ -292,7 +314,8 @@ class RenderRun:
             s.finish("completed")
         s.save(self.layout.runs)
         cat.sync()
-        write_contact_sheet(cat, self.layout.root, s)
+        write_contact_sheet(cat, self.layout.root, s,
+                            still_failing={r.key: (r.id, r.line) for r in self.skipped_failed})
         return s
 
 

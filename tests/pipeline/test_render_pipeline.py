@@ -243,10 +243,28 @@ def test_blocked_and_partially_blocked_prompts(tmp_path, image_client, emulator)
     partial = query(out, "SELECT n, error FROM images WHERE id = 'partial'")
     assert len(partial) == 1 and partial[0][0] == 0 and "Some of the generated images" in partial[0][1]
 
-    # a terminal failure is not sent again by a plain rerun
+    # a terminal failure is not sent again by a plain rerun, only by a replay
     calls = _image_calls(emulator)
     again = render_manifest(_config(manifest, out), image_client)
     assert _image_calls(emulator) == calls and again.api_calls == 0
+    assert again.stats["skipped_failed"] == 1
+    replayed = render_manifest(_config(manifest, out), image_client, replay=True)
+    assert _image_calls(emulator) == calls + 1 and replayed.stats["failed"] == 1
+
+
+def test_later_parts_load_when_the_first_part_had_empty_columns(tmp_path, image_client, emulator):
+    # the first part loaded sets the catalog's column types: here error and seed are all empty
+    rows = [{"id": "cutout", "task": "BACKGROUND_REMOVAL", "image": "images/mug_red.png"}]
+    manifest = _write_manifest(tmp_path / "m", rows)
+    out = tmp_path / "out"
+    assert render_manifest(_config(manifest, out), image_client).status == "completed"
+    rows.append(_t2i("partial", "Two __PARTIAL_BLOCK__ pictures", numberOfImages=2, seed=77))
+    _write_manifest(tmp_path / "m", rows)
+
+    summary = render_manifest(_config(manifest, out), image_client)
+    assert summary.status == "completed" and summary.stats["rendered"] == 1
+    seed, error = query(out, "SELECT seed, error FROM images WHERE id = 'partial'")[0]
+    assert seed == 77 and "blocked" in error
 
 
 def _drain_hung_requests(emulator, expected: int) -> None:

@@ -83,11 +83,9 @@ def vector_snapshot(out: Path) -> dict[tuple[str, str], str]:
     """(chunk_id, key) → sha256 of the float32 vector bytes, from the ``chunks`` view."""
     con = duckdb.connect(str(Path(out) / "catalog.duckdb"), read_only=True)
     try:
-        t = con.execute("SELECT chunk_id, key, vector FROM chunks").arrow()
+        t = con.sql("SELECT chunk_id, key, vector FROM chunks").to_arrow_table()
     finally:
         con.close()
-    if hasattr(t, "read_all"):  # newer duckdb returns a RecordBatchReader
-        t = t.read_all()
     vecs = t.column("vector").combine_chunks()
     dim = vecs.type.list_size
     flat = vecs.flatten().to_numpy(zero_copy_only=False).astype("<f4").reshape(-1, dim)

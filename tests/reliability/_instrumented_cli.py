@@ -1,0 +1,92 @@
+"""The real ``quant-batch`` CLI with wider crash windows and a phase log, for kill -9 tests.
+
+Run as ``python tests/reliability/_instrumented_cli.py embed CONFIG --no-prefect``. With
+``RELIABILITY_PHASE_LOG`` set, every phase (startup sync, plan, part write, DuckDB load, finish)
+appends ``+name`` / ``-name`` lines to that file, so a test can tell what was running when it
+killed the process. ``RELIABILITY_WRITE_PAUSE`` sleeps between writing a temp file and renaming
+it; ``RELIABILITY_LOAD_PAUSE`` sleeps per part inside the DuckDB load transaction. The code that
+runs is otherwise unchanged: the hooks only wrap library functions.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+LOG = os.environ.get("RELIABILITY_PHASE_LOG")
+WRITE_PAUSE = float(os.environ.get("RELIABILITY_WRITE_PAUSE", "0"))
+LOAD_PAUSE = float(os.environ.get("RELIABILITY_LOAD_PAUSE", "0"))
+_fd = os.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if LOG else None
+
+
+def mark(line: str) -> None:
+    if _fd is not None:
+        os.write(_fd, f"{time.monotonic():.4f} {line}\n".encode())
+
+
+def _traced(name: str, fn):
+    def wrapper(*args, **kwargs):
+        mark(f"+{name}")
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            mark(f"-{name}")
+
+    return wrapper
+
+
+def install() -> None:
+    import pyarrow.parquet as real_pq
+
+    import quant_batch.embed.run as run
+    import quant_batch.store.catalog as catalog
+    import quant_batch.store.files as files
+
+    original = files.atomic_path
+
+    @contextmanager
+    def slow_atomic_path(path):
+        kind = "part-write" if "parts" in Path(path).parts else "state-write"
+        mark(f"+{kind}")
+        try:
+            with original(path) as tmp:
+                yield tmp
+                time.sleep(WRITE_PAUSE)  # the temp file is complete and not yet renamed
+        finally:
+            mark(f"-{kind}")
+
+    files.atomic_path = slow_atomic_path
+    run.atomic_path = slow_atomic_path
+
+    class _SlowMetadata:
+        """``pq`` for catalog.py: read_metadata runs inside the load transaction, once per part."""
+
+        def __getattr__(self, name):
+            return getattr(real_pq, name)
+
+        @staticmethod
+        def read_metadata(path, *a, **kw):
+            time.sleep(LOAD_PAUSE)
+            return real_pq.read_metadata(path, *a, **kw)
+
+    catalog.pq = _SlowMetadata()
+    catalog.Catalog._load = _traced("duckdb-load", catalog.Catalog._load)
+    catalog.Catalog.sync = _traced("sync", catalog.Catalog.sync)
+    run.CorpusRun.make_plan = _traced("plan", run.CorpusRun.make_plan)
+    run.CorpusRun.finish = _traced("finish", run.CorpusRun.finish)
+
+
+if __name__ == "__main__":
+    install()
+    mark("+cli")
+    from quant_batch.cli import app
+
+    try:
+        app(prog_name="quant-batch")
+    finally:
+        mark("-cli")
