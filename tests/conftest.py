@@ -40,3 +40,13 @@ def api_env(emulator, monkeypatch):
     monkeypatch.setenv("QUANT_ORGANIZATION", TEST_ORG)
     monkeypatch.setenv("QUANT_BASE_URL", emulator.base_url)
     return emulator
+
+
+@pytest.fixture
+def client(api_env):
+    """A pipeline client on the emulator with a short retry budget."""
+    from quant_batch.config import ApiConfig, RateLimits
+    from quant_batch.factory import build_client
+
+    with build_client(ApiConfig(max_attempts=4, max_retry_seconds=30), RateLimits(), pool_size=8) as c:
+        yield c

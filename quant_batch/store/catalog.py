@@ -8,7 +8,7 @@ which is also how a run finishes the work of a run that crashed after writing a 
 
 Tables: ``vectors_<generation>`` (key → FLOAT[dim]), ``live_chunks`` and ``documents`` (the
 current corpus), view ``chunks`` (live chunks with their vectors: what search reads),
-``image_renders`` and view ``images`` (latest render of each manifest row), ``errors``, ``runs``.
+``image_renders`` and view ``images`` (the newest render of each manifest row), ``errors``, ``runs``.
 """
 
 from __future__ import annotations
@@ -161,8 +161,10 @@ class Catalog:
                 "union_by_name=true) LIMIT 0"
             )
             self.con.execute(
+                # the newest render of each row wins as a whole: a re-render with fewer
+                # images must not leave the old extra images in the view
                 "CREATE OR REPLACE VIEW images AS SELECT * FROM image_renders "
-                "QUALIFY row_number() OVER (PARTITION BY id, n ORDER BY created_at DESC) = 1"
+                "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)"
             )
         return self._load(
             "images",

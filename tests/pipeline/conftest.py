@@ -8,8 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from quant_batch.config import ApiConfig, CorpusConfig, RateLimits, parse_config
-from quant_batch.factory import build_client
+from quant_batch.config import CorpusConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = REPO / "data" / "corpus"
@@ -39,9 +38,3 @@ def corpus(tmp_path) -> Path:
     dst = tmp_path / "corpus"
     shutil.copytree(SAMPLE_CORPUS, dst)
     return dst
-
-
-@pytest.fixture
-def client(api_env):
-    with build_client(ApiConfig(max_attempts=4, max_retry_seconds=30), RateLimits(), pool_size=8) as c:
-        yield c
