@@ -208,6 +208,35 @@ def _is_render_yaml(path: Path) -> bool:
 
 
 @app.command()
+def chat(
+    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    model: Annotated[str, typer.Option(help="Chat model id.")] = "amazon.nova-lite-v1:0",
+    system: Annotated[str | None, typer.Option(help="Optional system prompt.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Maximum output tokens.")] = 1024,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature 0-2.")] = 0.7,
+) -> None:
+    """Stream one ad-hoc chat answer (SSE), e.g. to try a prompt before a batch run."""
+    request: dict[str, Any] = {
+        "messages": [{"role": "user", "content": prompt}], "modelId": model,
+        "maxTokens": max_tokens, "temperature": temperature,
+    }
+    if system:
+        request["systemPrompt"] = system
+    with _errors_to_exit():
+        from quant_batch.client import QuantClient
+
+        with QuantClient() as client:
+            for event in client.chat_stream(request):
+                if event.kind == "delta":
+                    out_console.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
+                else:
+                    out_console.print()
+                    usage = event.usage
+                    tokens = f", {usage.input_tokens} in / {usage.output_tokens} out tokens" if usage else ""
+                    console.print(f"[dim]finish: {event.finish_reason}{tokens}[/dim]")
+
+
+@app.command()
 def runs(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,

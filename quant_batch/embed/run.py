@@ -52,6 +52,9 @@ class CorpusRun:
         self.lock.acquire()
         try:
             sweep_temp_files(self.layout.root)
+            # plans of runs that died before finish(); we hold the lock, so nothing reads them
+            for stale in self.layout.state.glob("plan-*.parquet"):
+                stale.unlink(missing_ok=True)
             self.catalog = Catalog(self.layout)
             self.catalog.sync()  # finish what a crashed run wrote but did not load
             self.summary.save(self.layout.runs)

@@ -89,3 +89,11 @@ def test_cli_embed_search_runs_and_keeps_the_token_secret(tmp_path, api_env):
     for f in out.rglob("*"):
         if f.is_file():
             assert TEST_TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_cli_chat_streams_the_answer(api_env):
+    res = CliRunner().invoke(app, ["chat", "Summarise the opening hours of the library"])
+    assert res.exit_code == 0, res.output
+    assert "finish: stop" in res.output
+    assert len(res.output.strip()) > 20
+    assert api_calls(api_env, "chat-stream") == 1

@@ -71,8 +71,12 @@ def install() -> None:
 
         @staticmethod
         def read_metadata(path, *a, **kw):
-            time.sleep(LOAD_PAUSE)
-            return real_pq.read_metadata(path, *a, **kw)
+            mark("+load-tx")  # rows inserted, transaction not committed
+            try:
+                time.sleep(LOAD_PAUSE)
+                return real_pq.read_metadata(path, *a, **kw)
+            finally:
+                mark("-load-tx")
 
     catalog.pq = _SlowMetadata()
     catalog.Catalog._load = _traced("duckdb-load", catalog.Catalog._load)

@@ -46,32 +46,47 @@ def _config(tmp_path: Path, table: Path, out: Path) -> Path:
     return path
 
 
-def _active_phases(log: Path) -> str:
-    """Phases entered and not left when the process died, e.g. 'duckdb-load+part-write'."""
+def _depths(text: str) -> tuple[Counter[str], Counter[str]]:
+    """(phases entered and not left, times each phase was entered) from a phase log."""
     depth: Counter[str] = Counter()
-    if log.exists():
-        for line in log.read_text().splitlines():
-            sign, name = line.split()[1][0], line.split()[1][1:]
-            depth[name] += 1 if sign == "+" else -1
+    entered: Counter[str] = Counter()
+    for line in text.splitlines():
+        event = line.split()[1]
+        depth[event[1:]] += 1 if event[0] == "+" else -1
+        entered[event[1:]] += event[0] == "+"
+    return depth, entered
+
+
+def _active_phases(log: Path) -> str:
+    """What the process was doing when it died, e.g. 'duckdb-load+part-write' or 'api-calls'."""
+    depth, entered = _depths(log.read_text() if log.exists() else "")
     active = sorted(n for n, d in depth.items() if d > 0 and n != "cli")
-    if not log.exists() or not depth:
-        return "startup"
-    return "+".join(active) or "api-calls"
+    if active:
+        return "+".join(active)
+    return "api-calls" if entered["plan"] else "startup"
 
 
-def _killed_run(cfg: Path, env: dict, delay: float, log: Path) -> str | None:
-    """Start an instrumented run and SIGKILL it after ``delay`` s; None if it finished first."""
+def _killed_run(cfg: Path, env: dict, log: Path, *, delay: float | None = None,
+                phase: str | None = None, nth: int = 1) -> str | None:
+    """Start an instrumented run and SIGKILL it after ``delay`` s, or once it is inside its
+    ``nth`` ``phase``. Returns the phases active at the kill, or None if the run finished first."""
     log.unlink(missing_ok=True)
+    started = time.monotonic()
     with open(log.with_suffix(".out"), "wb") as sink:
         proc = subprocess.Popen([*INSTRUMENTED, "embed", str(cfg), "--no-prefect"], cwd=REPO, stdout=sink,
                                 stderr=subprocess.STDOUT, env={**env, **SLOW_IO, "RELIABILITY_PHASE_LOG": str(log)})
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            assert proc.returncode == -signal.SIGKILL
-            return _active_phases(log)
+        while proc.poll() is None:
+            if delay is not None:
+                due = time.monotonic() - started >= delay
+            else:
+                depth, entered = _depths(log.read_text() if log.exists() else "")
+                due = entered[phase] >= nth and depth[phase] > 0
+            if due:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                assert proc.returncode == -signal.SIGKILL
+                return _active_phases(log)
+            time.sleep(0.002)
     assert proc.returncode == 0, log.with_suffix(".out").read_text()[-3000:]
     return None
 
@@ -83,40 +98,7 @@ def _finish(cfg: Path, env: dict) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.fixture(scope="module")
-def clean_reference(tmp_path_factory, emulator_server):
-    """An uninterrupted instrumented run (slow emulator): the expected tables and the run time."""
-    emulator_server.reset()
-    emulator_server.set_faults(latency={"embeddings": 0.1})
-    tmp = tmp_path_factory.mktemp("crash-clean")
-    table = write_text_table(tmp / "src" / "texts.jsonl", N_TEXTS)
-    cfg = _config(tmp, table, tmp / "clean")
-    env = cli_env(emulator_server)
-    started = time.monotonic()
-    assert _killed_run(cfg, env, 300, tmp / "clean.log") is None
-    duration = time.monotonic() - started
-    emulator_server.reset()
-    phases = (tmp / "clean.log").read_text()
-    assert "+part-write" in phases and "+duckdb-load" in phases
-    return table, vector_snapshot(tmp / "clean"), duration
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_kill_at_random_moment_then_resume(seed, clean_reference, tmp_path, emulator):
-    table, expected, duration = clean_reference
-    emulator.set_faults(latency={"embeddings": 0.1})
-    out = tmp_path / "index"
-    cfg = _config(tmp_path, table, out)
-    env = cli_env(emulator)
-    rng = random.Random(seed)
-    # one kill, or (every other seed) a second kill of the resuming run as well
-    for attempt in range(1 + (seed % 2 == 0)):
-        delay = rng.uniform(0.05 * duration, duration)
-        phases = _killed_run(cfg, env, delay, tmp_path / f"kill{attempt}.log")
-        KILLS.append((seed, round(delay, 2), phases or "finished before the kill"))
-    emulator.set_faults()  # the finishing run need not be slow
-    _finish(cfg, env)
-
+def _assert_same_as_clean(out: Path, expected: dict, env: dict) -> None:
     assert vector_snapshot(out) == expected
     assert_no_duplicate_vectors(out)
     assert query(out, "SELECT count(*) FROM documents WHERE status <> 'ok'") == [(0,)]
@@ -135,4 +117,69 @@ def test_kill_at_random_moment_then_resume(seed, clean_reference, tmp_path, emul
                              text=True, timeout=60)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert vector_snapshot(out) == expected
+
+
+@pytest.fixture(scope="module")
+def clean_reference(tmp_path_factory, emulator_server):
+    """An uninterrupted instrumented run (slow emulator): the expected tables and the run time."""
+    emulator_server.reset()
+    emulator_server.set_faults(latency={"embeddings": 0.1})
+    tmp = tmp_path_factory.mktemp("crash-clean")
+    table = write_text_table(tmp / "src" / "texts.jsonl", N_TEXTS)
+    cfg = _config(tmp, table, tmp / "clean")
+    env = cli_env(emulator_server)
+    started = time.monotonic()
+    assert _killed_run(cfg, env, tmp / "clean.log", delay=300) is None
+    duration = time.monotonic() - started
+    emulator_server.reset()
+    phases = (tmp / "clean.log").read_text()
+    assert "+part-write" in phases and "+duckdb-load" in phases
+    return table, vector_snapshot(tmp / "clean"), duration
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kill_at_random_moment_then_resume(seed, clean_reference, tmp_path, emulator):
+    table, expected, duration = clean_reference
+    emulator.set_faults(latency={"embeddings": 0.1})
+    out = tmp_path / "index"
+    cfg = _config(tmp_path, table, out)
+    env = cli_env(emulator)
+    rng = random.Random(seed)
+    # one kill, or (every other seed) a second kill of the resuming run as well
+    for attempt in range(1 + (seed % 2 == 0)):
+        delay = rng.uniform(0.05 * duration, duration)
+        phases = _killed_run(cfg, env, tmp_path / f"kill{attempt}.log", delay=delay)
+        KILLS.append((seed, round(delay, 2), phases or "finished before the kill"))
+    emulator.set_faults()  # the finishing run need not be slow
+    _finish(cfg, env)
+
+    _assert_same_as_clean(out, expected, env)
+    print(f"\nkills so far: {KILLS}")
+
+
+# (phase, which occurrence, kill the resuming run too while it loads the parts left behind)
+TARGETED = [("part-write", 4, False), ("load-tx", 7, False), ("finish", 1, False), ("part-write", 9, True)]
+
+
+@pytest.mark.parametrize(("phase", "nth", "then_in_sync"), TARGETED, ids=lambda v: str(v))
+def test_kill_inside_phase_then_resume(phase, nth, then_in_sync, clean_reference, tmp_path, emulator):
+    """Kills aimed at the narrow windows: a part half renamed, a load transaction open, the
+    live index being published, and the resume's own sync of a crashed run's parts."""
+    table, expected, _ = clean_reference
+    emulator.set_faults(latency={"embeddings": 0.1})
+    out = tmp_path / "index"
+    cfg = _config(tmp_path, table, out)
+    env = cli_env(emulator)
+    active = _killed_run(cfg, env, tmp_path / "kill0.log", phase=phase, nth=nth)
+    assert active is not None and phase in active, active
+    KILLS.append((f"{phase}#{nth}", None, active))
+    if then_in_sync:
+        assert list((out / "parts").rglob("*.parquet")), "the first kill left no parts to resume from"
+        # the resume's first load transaction is its startup sync of the parts the kill left
+        active = _killed_run(cfg, env, tmp_path / "kill1.log", phase="load-tx", nth=1)
+        assert active is not None and "sync" in active, active
+        KILLS.append(("resume-sync", None, active))
+    emulator.set_faults()
+    _finish(cfg, env)
+    _assert_same_as_clean(out, expected, env)
     print(f"\nkills so far: {KILLS}")
