@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._common import Progress, publish_summary, submit_windowed
+from flows._limits import ensure_rate_limit, share_limit
 from quant_batch.client import QuantClient
 from quant_batch.config import ApiConfig, CorpusConfig, RateLimits, resolve_corpus_config
 from quant_batch.embed.run import CorpusRun
@@ -34,7 +35,9 @@ def embed_shard_task(
 ) -> ShardResult:
     """Embed one shard; on a remote worker (Dask) build a client from the environment."""
     if client is None:
-        with build_client(api or ApiConfig(), limits or RateLimits(), pool_size=2) as own:
+        limits = limits or RateLimits()
+        with build_client(api or ApiConfig(), limits, pool_size=2) as own:
+            share_limit(own, limits.prefect_limit)
             return embed_shard(shard, own, budget=budget, price_per_token=price_per_token)
     return embed_shard(shard, client, budget=budget, price_per_token=price_per_token)
 
@@ -42,6 +45,8 @@ def embed_shard_task(
 def _run(cfg: CorpusConfig, replay: bool) -> dict[str, Any]:
     log = get_run_logger()
     dask = cfg.task_runner == "dask"
+    if cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
+        ensure_rate_limit(cfg.rate_limits.prefect_limit, cfg.rate_limits.requests_per_minute)
     with CorpusRun(cfg) as run:
         plan = run.make_plan(replay=replay)
         st = plan.stats
@@ -73,6 +78,7 @@ def _run(cfg: CorpusConfig, replay: bool) -> dict[str, Any]:
                 run.results.append(ShardResult(batches_skipped=sum(s.end_batch - s.first_batch for s in refused)))
         else:
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
+                share_limit(client, cfg.rate_limits.prefect_limit)
                 submit_windowed(
                     embed_shard_task, shards, cfg.concurrency, absorb,
                     client=client, budget=budget, price_per_token=run.price_per_token,

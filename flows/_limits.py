@@ -1,0 +1,53 @@
+"""A rate limit shared by every process that talks to one Prefect server.
+
+The in-process token bucket (``quant_batch.ratelimit``) already paces every thread of a
+process; with several processes (Dask workers, Prefect workers, concurrent runs) they must also
+draw from one account-wide budget. A Prefect global rate limit (a concurrency limit with slot
+decay) is that budget; the local bucket stays in front of it for smooth pacing and AIMD.
+"""
+
+from __future__ import annotations
+
+import math
+
+from quant_batch.client import QuantClient
+from quant_batch.ratelimit import NullRateLimiter, RateLimiter
+
+
+class PrefectRateLimit:
+    """Acquire one slot of the named Prefect rate limit per API attempt, then the local limiter."""
+
+    def __init__(self, name: str, inner: RateLimiter | None = None):
+        self.name = name
+        self.inner = inner or NullRateLimiter()
+
+    def acquire(self, tokens: int = 0) -> None:
+        from prefect.concurrency.sync import rate_limit
+
+        # strict: a missing limit must fail loudly, not silently skip the budget
+        rate_limit(self.name, occupy=1, strict=True)
+        self.inner.acquire(tokens)
+
+    def on_throttle(self) -> None:
+        self.inner.on_throttle()
+
+    def on_success(self) -> None:
+        self.inner.on_success()
+
+
+def ensure_rate_limit(name: str, requests_per_minute: float) -> None:
+    """Create or update the Prefect global rate limit ``name`` (idempotent)."""
+    from prefect.client.orchestration import get_client
+
+    per_second = requests_per_minute / 60.0
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(
+            name, limit=max(1, math.ceil(per_second)), slot_decay_per_second=per_second
+        )
+
+
+def share_limit(client: QuantClient, name: str | None) -> QuantClient:
+    """Put ``client`` behind the Prefect rate limit ``name`` (no-op when ``name`` is None)."""
+    if name:
+        client.rate_limiter = PrefectRateLimit(name, client.rate_limiter)
+    return client
