@@ -57,8 +57,10 @@ def write_parquet_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): str(v).encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(merged)
+    # dictionary encoding only pays off on strings; on a float vector column it is pure CPU
+    dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dict_cols)
 
 
 def sweep_temp_files(root: Path) -> int:
