@@ -54,7 +54,7 @@ class Settings:
 
     @classmethod
     def quick_defaults(cls) -> dict[str, Any]:
-        return {"quick": True, "n": 2_000, "images": 8, "image_latency": 0.5, "memory_n": 2_000,
+        return {"quick": True, "n": 2_000, "images": 8, "image_latency": 0.5, "memory_n": 1_000,
                 "rerun_n": 10_000, "search_n": 20_000, "search_queries": 5, "sdk_n": 1_000}
 
     @property

@@ -84,7 +84,7 @@ def run(s: Settings) -> Outcome:
         out.add("peak RSS of this process", peak_rss_mb(), "MB")
         out.notes.append(f"Ideal wall (calls ÷ concurrency × latency): {res['calls'] / ceiling:.2f} s; "
                          f"measured {res['wall']:.2f} s.")
-        if any(f.ok is False for f in out.figures):
+        if any(f.ok is False for f in out.figures) and not s.quick:
             prof = ThreadProfiler(timer=time.thread_time)
             library_run(s, emu, s.root / "embed-out-prof", profiler=prof)
             out.profiles["embed run, CPU time per thread (cProfile, tottime)"] = prof.report(25, "tottime")

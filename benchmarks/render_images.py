@@ -62,7 +62,7 @@ def run(s: Settings) -> Outcome:
         out.add("wall ÷ ideal (ceil(M ÷ concurrency) × latency)", m.wall / ideal, "", at_most=1.05,
                 note=f"ideal {ideal:.1f} s at {s.image_latency} s per image")
         out.add("peak RSS (library run)", rss, "MB")
-        if m.wall / ideal > 1.05:
+        if m.wall / ideal > 1.05 and not s.quick:
             prof = ThreadProfiler()
             render_once(s, manifest, s.root / "images" / "out-prof", prof)
             out.profiles["render run (cProfile wall clock, cumulative, all threads)"] = prof.report(25, "cumulative")

@@ -56,8 +56,20 @@ def _result(ok: bool | None) -> str:
     return "" if ok is None else ("pass" if ok else "**MISS**")
 
 
+def _doc(scenario: str) -> str:
+    """The scenario module's docstring: what was measured and how."""
+    import importlib
+
+    from benchmarks.__main__ import SCENARIOS
+
+    module = importlib.import_module(SCENARIOS[scenario].split(":")[0])
+    return (module.__doc__ or "").strip()
+
+
 def render(settings: Settings, outcomes: list[Outcome], failures: dict[str, str], total_wall: float) -> str:
-    lines = ["# Benchmarks", "",
+    lines = ["# Benchmarks", "", "Run: `python -m benchmarks` (default: about 18 minutes on a 2-core box, a third of it building the 1M-vector search set and a third the memory diagnostics), "
+             "`--quick` (smoke test), `--scenarios embed,sdk`, `--n 20000`, `--search-n 200000`, `--keep`; "
+             "see `python -m benchmarks --help`.", "",
              "Written by `python -m benchmarks" + (" --quick" if settings.quick else "") + "`; every figure below is "
              "from that run. The emulator runs in its own process at a fixed latency; each scenario runs in a fresh "
              "Python process.", "", "## Machine", "", "| | |", "|---|---|"]
@@ -77,7 +89,7 @@ def render(settings: Settings, outcomes: list[Outcome], failures: dict[str, str]
     lines += [f"- {sc}: {f.name} = {_value(f.value, f.unit)} (target {f.target})" for sc, f in missed] or ["None."]
     lines += ["", "## Details", ""]
     for o in outcomes:
-        lines += [f"### {o.scenario}: {o.title}", "", f"Scenario wall {o.wall_s:.1f} s.", ""]
+        lines += [f"### {o.scenario}: {o.title}", "", _doc(o.scenario), "", f"Scenario wall {o.wall_s:.1f} s.", ""]
         lines += [f"- {n}" for n in o.notes]
         for title, text in o.profiles.items():
             lines += ["", f"Profile: {title}", "", "```", text, "```"]

@@ -40,7 +40,7 @@ def run(s: Settings) -> Outcome:
                 note=f"CPU {again.cpu:.2f} s; unchanged {summary.stats['chunks_unchanged']:,}, "
                      f"documents unchanged {summary.stats['documents_unchanged']:,}")
         out.add("rerun: API calls", calls, "calls", at_most=0)
-        if again.wall > 10:
+        if again.wall > 10 and not s.quick:
             prof = ThreadProfiler()
             prof.main.runcall(run_corpus, cfg, client)
             out.profiles["rerun (cProfile, cumulative)"] = prof.report(30, "cumulative")

@@ -1,6 +1,6 @@
 """``quant-batch``: a thin command line over the library and the flows.
 
-``embed`` and ``render`` run the Prefect flows (ephemeral unless ``PREFECT_API_URL`` is set), so
+``embed``, ``render`` and ``enrich`` run the Prefect flows (ephemeral unless ``PREFECT_API_URL`` is set), so
 runs show up in a user's Prefect UI; ``search``, ``plan``, ``runs`` and ``catalog`` only read and
 never start Prefect. Exit codes: 0 all good, 1 some records failed or the run stopped at the
 spend cap, 2 bad input or configuration.
@@ -154,6 +154,35 @@ def render(
 
 
 @app.command()
+def enrich(
+    config: Annotated[Path, typer.Argument(help="Enrichment config (YAML with catalog, source, template).")],
+    concurrency: Annotated[int | None, typer.Option(help="Chat requests in flight.")] = None,
+    max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
+    replay: Annotated[bool, typer.Option(help="Also resend rows that failed or were truncated before.")] = False,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+) -> None:
+    """Run a chat prompt over every row of a catalog table; answers land in a DuckDB table."""
+    with _errors_to_exit():
+        from quant_batch.enrich.config import load_enrich_config
+
+        cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
+        if no_prefect:
+            from quant_batch.enrich.run import enrich_table
+            from quant_batch.factory import build_client
+
+            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
+                summary = enrich_table(cfg, client, replay=replay).to_dict()
+        else:
+            from flows.enrich import enrich as enrich_flow
+
+            summary = _run_flow(enrich_flow, "enriching", target=str(config), concurrency=concurrency,
+                                max_cost=max_cost, replay=replay)
+    code = _print_summary(summary, "enrich")
+    out_console.print(f"results: table {cfg.table} in {Path(cfg.catalog) / 'catalog.duckdb'}")
+    raise typer.Exit(code)
+
+
+@app.command()
 def search(
     index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
@@ -175,16 +204,20 @@ def search(
 
 @app.command()
 def plan(
-    target: Annotated[Path, typer.Argument(help="Corpus config / folder, or a manifest / render config.")],
+    target: Annotated[Path, typer.Argument(help="Corpus config / folder, a manifest / render config, or an enrich config.")],
     out: Annotated[Path | None, typer.Option(help="Output folder to compare against.")] = None,
-    latency: Annotated[float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image).")] = None,
+    latency: Annotated[float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image, 2 chat).")] = None,
 ) -> None:
     """Show what a run would do and cost, sending zero API requests."""
     with _errors_to_exit():
         from quant_batch import estimate
         from quant_batch.config import resolve_corpus_config, resolve_render_config
+        from quant_batch.enrich.config import is_enrich_config, load_enrich_config
 
-        if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
+        if is_enrich_config(target):
+            cfg = load_enrich_config(target, catalog=str(out) if out else None)
+            result = estimate.plan_enrich_dry(cfg, latency_s=latency or 2.0)
+        elif target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
             cfg = resolve_render_config(target, out=out)
             result = estimate.plan_render_dry(cfg, latency_s=latency or 20.0)
         else:

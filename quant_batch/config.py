@@ -83,6 +83,31 @@ class ApiConfig(_Strict):
     max_retry_seconds: float = Field(default=900.0, gt=0)
 
 
+CONTEXT_TEMPLATE = """<document>
+{{ document }}
+</document>
+Write one or two sentences that situate a passage of this document ({{ source_path }}) within the
+whole, to improve search retrieval of the passage. Answer with only those sentences."""
+
+
+class ContextualChunks(_Strict):
+    """One chat call per changed document writes a short context prepended to each of its chunks before embedding."""
+
+    enabled: bool = False
+    model: str = "amazon.nova-lite-v1:0"
+    template: str = Field(default=CONTEXT_TEMPLATE, min_length=1)
+    """Jinja2 (sandboxed); variables: document, doc_id, source_path."""
+    max_tokens: int = Field(default=120, ge=1, le=2048)
+
+    def fingerprint(self) -> str:
+        """Part of the chunker fingerprint: empty when disabled, so plain keys stay as they were."""
+        if not self.enabled:
+            return ""
+        from quant_batch.hashing import canonical_json, sha256_hex
+
+        return "+ctx:" + sha256_hex(canonical_json([self.model, self.template, self.max_tokens]))[:12]
+
+
 class CorpusConfig(_Strict):
     """Everything one corpus-embedding run needs."""
 
@@ -103,6 +128,7 @@ class CorpusConfig(_Strict):
     api: ApiConfig = ApiConfig()
     pricing: Path | None = None
     """Price table overriding configs/pricing.yaml."""
+    contextual_chunks: ContextualChunks = ContextualChunks()
     task_runner: Literal["threads", "dask"] = "threads"
     dask_workers: int = Field(default=2, ge=1)
     dask_address: str | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from quant_batch.config import CorpusConfig, RenderConfig
 from quant_batch.embed.plan import count_removed, plan_corpus
+from quant_batch.enrich.config import EnrichConfig
 from quant_batch.hashing import embedding_generation
 from quant_batch.pricing import load_prices
 from quant_batch.render.manifest import load_manifest
@@ -91,4 +92,38 @@ def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, 
         "estimated_wall_s": round(
             estimate_wall_s(len(pending), cfg.concurrency, latency_s, rpm=cfg.rate_limits.images_per_minute), 1),
         "problems": [str(p) for p in manifest.problems],
+    }
+
+
+def plan_enrich_dry(cfg: EnrichConfig, *, latency_s: float = 2.0) -> dict[str, Any]:
+    """Rows an enrichment would send, their input tokens (chars/4) and the most they could cost."""
+    from quant_batch.enrich.prompt import Prompt
+    from quant_batch.enrich.source import plan_enrich
+
+    prompt = Prompt(cfg)
+    cat = Catalog(Layout(Path(cfg.catalog)), read_only=True)
+    try:
+        done, truncated = cat.done_enrich_keys(cfg.table)
+        plan = plan_enrich(cat.con, cfg, prompt, "dry-run", done=done, dead=set(), truncated=truncated)
+    finally:
+        cat.close()
+    prices = load_prices(cfg.pricing)
+    n = len(plan.items)
+    tokens = plan.est_input_tokens
+    return {
+        "table": cfg.table,
+        "rows": plan.rows,
+        "rows_invalid": len(plan.errors),
+        "rows_new": n,
+        "rows_unchanged": plan.unchanged,
+        "rows_truncated_before": plan.skipped_truncated,
+        "requests": n,
+        "estimated_input_tokens": tokens,
+        "max_output_tokens": n * cfg.max_tokens,
+        # an upper bound: every answer is charged its full max_tokens
+        "estimated_cost_usd": round(prices.chat_cost(cfg.model, tokens, n * cfg.max_tokens), 6),
+        "estimated_wall_s": round(
+            estimate_wall_s(n, cfg.concurrency, latency_s, rpm=cfg.rate_limits.requests_per_minute,
+                            units=tokens + n * cfg.max_tokens, units_per_minute=cfg.rate_limits.tokens_per_minute), 1),
+        "problems": [str(e) for e in plan.errors[:20]],
     }

@@ -8,7 +8,7 @@ and vector space match the last complete run is not even chunked: its chunks are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from quant_batch.config import CorpusConfig, FolderSource, TableSource
 from quant_batch.corpus.chunking import chunk_text
 from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
-from quant_batch.errors import InputError
+from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
@@ -47,6 +47,7 @@ LIVE_SCHEMA = pa.schema(
         ("end_char", pa.int32()),
         ("text", pa.string()),
         ("key", pa.string()),
+        ("context", pa.string()),
     ]
 )
 DOC_SCHEMA = pa.schema(
@@ -187,6 +188,7 @@ def plan_corpus(
     dead: set[str] = frozenset(),
     documents: Iterable[Document | DocumentError] | None = None,
     scratch: Path | None = None,
+    contextualize: Callable[[Document], str] | None = None,
 ) -> Plan:
     """Read and chunk the corpus; write the pending batches and the new live index to disk.
 
@@ -196,9 +198,10 @@ def plan_corpus(
         documents: override the configured sources (tests, replays).
         scratch: folder for the plan files (default: the output's state folder); a dry plan
             writes them elsewhere so the output folder is not touched.
+        contextualize: with ``contextual_chunks`` on, writes a changed document's context.
     """
     gen = embedding_generation(config.model, config.dimensions, config.normalize)
-    chunker = config.chunking.fingerprint()
+    chunker = config.chunking.fingerprint() + config.contextual_chunks.fingerprint()
     folder = scratch or layout.state
     folder.mkdir(parents=True, exist_ok=True)
     plan = Plan(
@@ -235,15 +238,27 @@ def plan_corpus(
                 stats.chunks_total += prev[3]
                 stats.chunks_unchanged += prev[3]
                 continue
+            try:
+                context = contextualize(item) if contextualize else None
+            except AuthError:
+                raise
+            except (RequestRejected, TransientError) as exc:
+                plan.errors.append(ErrorRecord(run_id, "context", str(exc), source_path=item.source_path,
+                                               doc_id=item.doc_id, kind=type(exc).__name__))
+                if item.doc_id in previous:
+                    plan.carry_doc_ids.add(item.doc_id)
+                continue
             chunks = chunk_text(item.text, config.chunking)
             for c in chunks:
+                embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
                 key = chunk_key(
-                    c.text, model=config.model, dimensions=config.dimensions, normalize=config.normalize, chunker=chunker
+                    embedded, model=config.model, dimensions=config.dimensions, normalize=config.normalize, chunker=chunker
                 )
                 cid = chunk_id(item.doc_id, c.position, c.text)
                 row = {
                     "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
                     "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
+                    "context": context,
                 }
                 live.add(row)
                 stats.chunks_total += 1
@@ -256,8 +271,9 @@ def plan_corpus(
                 else:
                     pending_keys.add(key)
                     stats.chunks_pending += 1
-                    stats.pending_chars += len(c.text)
-                    batcher.add({k: row[k] for k in ("key", "chunk_id", "doc_id", "source_path", "position", "text")})
+                    stats.pending_chars += len(embedded)
+                    batcher.add({**{k: row[k] for k in ("key", "chunk_id", "doc_id", "source_path", "position")},
+                                 "text": embedded})
             docs.add(
                 {
                     "doc_id": item.doc_id, "source_path": item.source_path, "content_hash": item.content_hash,

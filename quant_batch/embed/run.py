@@ -47,6 +47,7 @@ class CorpusRun:
         self.catalog: Catalog | None = None
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
+        self.contextualizer = None  # set by make_plan when contextual_chunks is on
 
     def __enter__(self) -> CorpusRun:
         self.lock.acquire()
@@ -56,6 +57,7 @@ class CorpusRun:
             for stale in self.layout.state.glob("plan-*.parquet"):
                 stale.unlink(missing_ok=True)
             self.catalog = Catalog(self.layout)
+            self.catalog.close_interrupted_runs()  # before our own summary exists
             self.catalog.sync()  # finish what a crashed run wrote but did not load
             self.summary.save(self.layout.runs)
         except BaseException:
@@ -79,7 +81,8 @@ class CorpusRun:
     def price_per_token(self) -> float:
         return self.prices.embedding_cost(self.config.model, 1_000_000) / 1_000_000
 
-    def make_plan(self, *, replay: bool = False) -> Plan:
+    def make_plan(self, *, replay: bool = False, client: QuantClient | None = None) -> Plan:
+        """Plan the run; with ``contextual_chunks`` on, ``client`` (or one built from the config) writes contexts."""
         cfg = self.config
         assert self.catalog is not None
         from quant_batch.hashing import embedding_generation
@@ -87,7 +90,21 @@ class CorpusRun:
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
         done = self.catalog.done_keys(gen)
         dead = set() if replay else self.dead_keys(done)
-        self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
+        if not cfg.contextual_chunks.enabled:
+            self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
+            return self.plan
+        from quant_batch.embed.context import Contextualizer
+        from quant_batch.factory import build_client
+
+        own = client is None
+        client = client or build_client(cfg.api, cfg.rate_limits, pool_size=1)
+        try:
+            self.contextualizer = Contextualizer(cfg.contextual_chunks, client, self.prices)
+            self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
+                                    contextualize=self.contextualizer)
+        finally:
+            if own:
+                client.close()
         return self.plan
 
     def dead_keys(self, done: set[str]) -> set[str]:
@@ -134,6 +151,10 @@ class CorpusRun:
         s.api_calls = totals.api_calls
         s.errors = failed
         s.cost_usd = round(self.prices.embedding_cost(self.config.model, totals.input_tokens), 8)
+        ctx = self.contextualizer
+        if ctx is not None:
+            s.api_calls += ctx.calls
+            s.cost_usd = round(s.cost_usd + ctx.cost_usd, 8)
         s.stats = {
             "documents": st.documents,
             "documents_failed": st.documents_failed,
@@ -154,6 +175,9 @@ class CorpusRun:
             "generation": plan.generation,
             "generation_active": not incomplete or self._active() == plan.generation,
         }
+        if ctx is not None:
+            s.stats.update(context_calls=ctx.calls, context_input_tokens=ctx.input_tokens,
+                           context_output_tokens=ctx.output_tokens)
         if skipped:
             s.finish("partial", f"spend cap ${self.config.max_cost} reached; {skipped} batches left for the next run")
         elif failed:
@@ -244,7 +268,7 @@ def run_corpus(
 ) -> RunSummary:
     """Run a whole corpus job in this process with a thread pool (no Prefect)."""
     with CorpusRun(config, lock_wait=lock_wait) as run:
-        plan = run.make_plan(replay=replay)
+        plan = run.make_plan(replay=replay, client=client)
         budget = Budget(config.max_cost)
         total = plan.stats.chunks_pending
         done = 0

@@ -8,19 +8,23 @@ which is also how a run finishes the work of a run that crashed after writing a 
 
 Tables: ``vectors_<generation>`` (key → FLOAT[dim]), ``live_chunks`` and ``documents`` (the
 current corpus), view ``chunks`` (live chunks with their vectors: what search reads),
-``image_renders`` and view ``images`` (the newest render of each manifest row), ``errors``, ``runs``.
+``image_renders`` and view ``images`` (the newest render of each manifest row), ``enrich_*`` (chat
+enrichment answers, one table per enrichment, with a ``<table>_current`` view), ``errors``, ``runs``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
+from quant_batch.errors import LockError
+from quant_batch.store.files import write_bytes_atomic
 from quant_batch.store.layout import Layout
 
 _SAFE_IDENT = re.compile(r"^[a-z0-9_]+$")
@@ -54,13 +58,35 @@ def _sql_list(paths: Iterable[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, turning "another process holds the file" into a LockError after ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            # DuckDB has no subclass for this; its message is the only signal ("Could not set lock")
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                pid = re.search(r"\(PID (\d+)\)", str(exc))
+                holder = f"pid {pid.group(1)}" if pid else "another process"
+                raise LockError(
+                    f"{path} is in use by another run or command ({holder}); try again when it finishes"
+                ) from None
+            time.sleep(0.1)
+
+
 class Catalog:
     """DuckDB catalog of one output folder. Use as a context manager; one writer at a time."""
 
-    def __init__(self, layout: Layout, *, read_only: bool = False):
+    def __init__(self, layout: Layout, *, read_only: bool = False, wait_seconds: float | None = None):
+        """Open the catalog; ``wait_seconds`` (default: 0 to read, 30 to write) waits out another
+        process that has the file open, e.g. a ``search`` between its SQL and its API call."""
         self.layout = layout
         layout.root.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(layout.catalog), read_only=read_only)
+        wait = (0.0 if read_only else 30.0) if wait_seconds is None else wait_seconds
+        self.con = _connect(layout.catalog, read_only, wait)
         if not read_only:
             self.con.execute(_DDL)
 
@@ -84,6 +110,10 @@ class Catalog:
                 loaded += self.load_vector_parts(gen_dir.name, sorted(gen_dir.glob("*.parquet")))
         loaded += self.load_image_parts(sorted(self.layout.image_parts.glob("*.parquet")))
         loaded += self.load_error_parts(sorted(self.layout.error_parts.glob("*.parquet")))
+        enrich_root = self.layout.parts / "enrich"
+        if enrich_root.exists():
+            for table_dir in sorted(p for p in enrich_root.iterdir() if p.is_dir()):
+                loaded += self.load_enrich_parts(table_dir.name, sorted(table_dir.glob("*.parquet")))
         self.load_runs()
         self.load_state()
         return loaded
@@ -172,6 +202,48 @@ class Catalog:
             "INSERT INTO image_renders BY NAME SELECT * FROM read_parquet({files}, union_by_name=true)",
         )
 
+    def load_enrich_parts(self, table: str, paths: list[Path]) -> int:
+        """Upsert chat answers into ``table`` keyed by (key, template_hash); the newest answer wins.
+
+        Columns and their DuckDB types come from each part's ``duckdb_types`` metadata, so a
+        schema that gains a property adds a column; ``<table>_current`` shows the rows of the
+        newest template.
+        """
+        paths = self._new_parts(paths)
+        if not paths:
+            return 0
+        table = _ident(table)
+        types: dict[str, str] = {}
+        for p in paths:
+            types.update(json.loads((pq.read_schema(p).metadata or {}).get(b"duckdb_types", b"{}")))
+        self._ensure_enrich_table(table, types)
+        cols = ", ".join(f'"{c}"' for c in types)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in [*types, "part"] if c not in ("key", "template_hash"))
+        root = str(self.layout.root).replace("'", "''")
+        sql = (
+            f"INSERT INTO {table} BY NAME SELECT * FROM (SELECT {cols}, replace(filename, '{root}/', '') AS part "
+            "FROM read_parquet({files}, union_by_name=true, filename=true)) "
+            "QUALIFY row_number() OVER (PARTITION BY key, template_hash ORDER BY created_at DESC) = 1 "
+            f"ON CONFLICT (key, template_hash) DO UPDATE SET {updates} WHERE excluded.created_at >= {table}.created_at"
+        )
+        loaded = self._load("enrich", paths, sql)
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW {table}_current AS SELECT * FROM {table} WHERE template_hash = "
+            f"(SELECT template_hash FROM {table} ORDER BY created_at DESC LIMIT 1)"
+        )
+        return loaded
+
+    def _ensure_enrich_table(self, table: str, types: dict[str, str]) -> None:
+        if not self._has_table(table):
+            cols = ", ".join(f'"{c}" {t}' for c, t in types.items())
+            self.con.execute(f"CREATE TABLE {table} ({cols}, part VARCHAR, PRIMARY KEY (key, template_hash))")
+            return
+        have = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        for c, t in types.items():
+            if c not in have:  # a schema that gained a property; older rows read NULL there
+                self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{c}" {t}')
+
     def load_runs(self) -> int:
         files = sorted(self.layout.runs.glob("*.json"))
         for f in files:
@@ -189,6 +261,24 @@ class Catalog:
                 ],
             )
         return len(files)
+
+    def close_interrupted_runs(self) -> int:
+        """Mark summaries still ``running`` as failed; call only while holding the OutputLock.
+
+        The lock holder is the only live run of this folder, so any other ``running`` summary
+        belongs to a process that died (kill -9, power loss) before it could write its end.
+        """
+        closed = 0
+        for f in sorted(self.layout.runs.glob("*.json")):
+            try:
+                run = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(run, dict) and run.get("status") == "running":
+                run.update(status="failed", reason="interrupted: the process ended before the run finished")
+                write_bytes_atomic(f, json.dumps(run, indent=2, default=str).encode())
+                closed += 1
+        return closed
 
     def load_state(self) -> None:
         """Refresh ``live_chunks`` / ``documents`` from the active generation's state files."""
@@ -246,6 +336,13 @@ class Catalog:
             return set()
         rows = self.con.execute("SELECT DISTINCT key FROM image_renders WHERE status = 'ok'").fetchall()
         return {r[0] for r in rows}
+
+    def done_enrich_keys(self, table: str) -> tuple[set[str], set[str]]:
+        """Unit keys of ``table`` answered in full, and those whose answer was truncated."""
+        if not self._has_table(_ident(table)):
+            return set(), set()
+        rows = self.con.execute(f"SELECT unit_key, truncated FROM {table}").fetchall()
+        return {k for k, t in rows if not t}, {k for k, t in rows if t}
 
     def count(self, sql: str, params: list | None = None) -> int:
         row = self.con.execute(sql, params or []).fetchone()

@@ -4,6 +4,7 @@
       parts/vectors/<generation>/<run>-<batch>.parquet   embedded chunks, one file per API batch
       parts/images/<run>-<key>.parquet                   one file per rendered manifest row
       parts/errors/<run>-<n>.parquet                     per-record failures
+      parts/enrich/<table>/<run>-<n>.parquet             chat enrichment answers, one table each
       runs/<run_id>.json                                 one summary per run
       state/live-<gen>.parquet, documents-<gen>.parquet  the current corpus of a vector space
       state/generation.json                              the vector space search uses (switched
@@ -34,6 +35,9 @@ class Layout:
     @property
     def image_parts(self) -> Path:
         return self.parts / "images"
+
+    def enrich_parts(self, table: str) -> Path:
+        return self.parts / "enrich" / table
 
     @property
     def error_parts(self) -> Path:

@@ -1,0 +1,172 @@
+"""An enrichment run: lock the catalog → sync → plan rows → chat → parts → the results table.
+
+:class:`EnrichRun` is the single-writer side (the catalog folder's lock, DuckDB, the summary);
+:func:`~quant_batch.enrich.worker.enrich_items` is plain work any executor can run. Results are
+keyed by source key + template hash; a rerun sends only rows whose unit key (template, key,
+rendered text, image) has no full answer yet.
+
+Status: ``partial`` when the spend cap left rows for the next run; ``errors`` when rows failed
+(see ``errors``) *or* answers were cut at ``max_tokens`` (stored with ``truncated = true`` and
+counted in ``stats.truncated``); ``completed`` otherwise. Failed and truncated rows are not resent
+by later runs with the same settings unless ``replay`` is set (raising ``max_tokens`` changes the
+template hash, so it re-enriches every row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from quant_batch.client import QuantClient
+from quant_batch.embed.worker import Budget
+from quant_batch.enrich.config import EnrichConfig
+from quant_batch.enrich.prompt import Prompt
+from quant_batch.enrich.source import EnrichItem, EnrichPlan, plan_enrich
+from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
+from quant_batch.pricing import load_prices
+from quant_batch.runs import RunSummary, new_run_id
+from quant_batch.store.catalog import Catalog
+from quant_batch.store.files import sweep_temp_files
+from quant_batch.store.layout import Layout
+from quant_batch.store.lock import OutputLock
+from quant_batch.store.records import write_errors
+
+_TOTALS = ("enriched", "truncated", "repaired", "failed", "skipped_cap", "api_calls", "attempts", "throttled",
+           "input_tokens", "output_tokens", "cost_usd")
+
+
+class EnrichRun:
+    """The single-writer side of one enrichment run; use as a context manager."""
+
+    def __init__(self, config: EnrichConfig, *, lock_wait: float = 0.0):
+        self.config = config
+        self.layout = Layout(Path(config.catalog))
+        self.prices = load_prices(config.pricing)
+        self.prompt = Prompt(config)  # a template that does not compile fails before the lock
+        self.summary = RunSummary(new_run_id("enrich"), "enrich")
+        self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
+        self.budget = Budget(config.max_cost)
+        self.catalog: Catalog | None = None
+        self.plan: EnrichPlan | None = None
+        self.results: list[EnrichResult] = []
+
+    def __enter__(self) -> EnrichRun:
+        self.lock.acquire()
+        try:
+            sweep_temp_files(self.layout.root)
+            self.catalog = Catalog(self.layout)
+            self.catalog.close_interrupted_runs()
+            self.catalog.sync()  # load what a crashed run wrote
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc is not None and self.summary.status == "running":
+                self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
+                self.summary.save(self.layout.runs)
+                if self.catalog:
+                    self.catalog.load_runs()
+        finally:
+            if self.catalog:
+                self.catalog.close()
+            self.lock.release()
+
+    @property
+    def context(self) -> EnrichContext:
+        cfg = self.config
+        return EnrichContext(str(self.layout.root), self.summary.run_id, cfg.table, self.prompt.hash,
+                             self.prompt.base_request(), cfg.json_schema, cfg.model)
+
+    def make_plan(self, *, replay: bool = False) -> list[EnrichItem]:
+        """Render every source row; keep those without a full answer (and not dead, unless replay)."""
+        assert self.catalog is not None
+        self.summary.save(self.layout.runs)
+        done, truncated = self.catalog.done_enrich_keys(self.config.table)
+        dead = set() if replay else self._dead_keys() - done
+        self.plan = plan_enrich(self.catalog.con, self.config, self.prompt, self.summary.run_id,
+                                done=done, dead=dead, truncated=set() if replay else truncated)
+        return self.plan.items
+
+    def _dead_keys(self) -> set[str]:
+        assert self.catalog is not None
+        rows = self.catalog.con.execute(
+            "SELECT DISTINCT key FROM errors WHERE stage = 'enrich' AND source_path = ? AND NOT retryable "
+            "AND key IS NOT NULL", [self.config.table]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def shards(self) -> list[list[EnrichItem]]:
+        """At most 4×concurrency interleaved shards: few Prefect tasks, balanced load."""
+        items = self.plan.items if self.plan else []
+        n = max(1, min(len(items), self.config.concurrency * 4))
+        return [items[i::n] for i in range(n)] if items else []
+
+    def absorb(self, result: EnrichResult) -> None:
+        """Load a shard's answers and errors: this is what marks its rows done."""
+        assert self.catalog is not None
+        self.results.append(result)
+        self.catalog.load_enrich_parts(self.config.table, [Path(p) for p in result.parts])
+        if result.error_part:
+            self.catalog.load_error_parts([Path(result.error_part)])
+
+    def finish(self) -> RunSummary:
+        assert self.catalog is not None and self.plan is not None
+        s, cat, plan = self.summary, self.catalog, self.plan
+        part = write_errors(self.layout.error_parts, f"{s.run_id}-enrich-plan", plan.errors)
+        if part:
+            cat.load_error_parts([part])
+        cat.sync()
+        tot = EnrichResult()
+        for r in self.results:
+            for f in _TOTALS:
+                setattr(tot, f, getattr(tot, f) + getattr(r, f))
+        s.api_calls = tot.api_calls
+        s.errors = tot.failed + len(plan.errors)
+        s.cost_usd = round(tot.cost_usd, 8)
+        s.stats = {
+            "table": self.config.table,
+            "template_hash": self.prompt.hash,
+            "rows": plan.rows,
+            "rows_new": len(plan.items),
+            "rows_unchanged": plan.unchanged,
+            "enriched": tot.enriched,
+            "truncated": tot.truncated,
+            "repaired": tot.repaired,
+            "failed": tot.failed,
+            "invalid_rows": len(plan.errors),
+            "skipped_failed": plan.skipped_failed,
+            "skipped_truncated": plan.skipped_truncated,
+            "skipped_cap": tot.skipped_cap,
+            "input_tokens": tot.input_tokens,
+            "output_tokens": tot.output_tokens,
+            "attempts": tot.attempts,
+            "throttled": tot.throttled,
+        }
+        if tot.skipped_cap:
+            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {tot.skipped_cap} rows left for the next run")
+        elif s.errors or tot.truncated:
+            parts = [f"{s.errors} rows failed (see errors)"] if s.errors else []
+            parts += [f"{tot.truncated} answers truncated at max_tokens (truncated = true)"] if tot.truncated else []
+            s.finish("errors", "; ".join(parts))
+        else:
+            s.finish("completed")
+        s.save(self.layout.runs)
+        cat.load_runs()
+        return s
+
+
+def enrich_table(config: EnrichConfig, client: QuantClient, *, replay: bool = False,
+                 on_row: Callable[[], None] | None = None, lock_wait: float = 0.0) -> RunSummary:
+    """Run a whole enrichment in this process with a thread pool (no Prefect)."""
+    with EnrichRun(config, lock_wait=lock_wait) as run:
+        run.make_plan(replay=replay)
+        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+            futures = [pool.submit(enrich_items, shard, client, run.context, budget=run.budget,
+                                   prices=run.prices, on_item=on_row) for shard in run.shards()]
+            for fut in as_completed(futures):
+                run.absorb(fut.result())
+        return run.finish()
