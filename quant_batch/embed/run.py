@@ -16,7 +16,7 @@ import duckdb
 
 from quant_batch.client import QuantClient
 from quant_batch.config import CorpusConfig
-from quant_batch.embed.plan import Plan, plan_corpus
+from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
 from quant_batch.embed.worker import Budget, ShardResult, ShardTask, embed_shard
 from quant_batch.pricing import PriceTable, load_prices
 from quant_batch.runs import RunSummary, new_run_id
@@ -201,9 +201,7 @@ class CorpusRun:
         old_live, old_docs = lay.live(gen), lay.documents(gen)
         con = duckdb.connect()
         try:
-            con.execute("CREATE TEMP TABLE carry (doc_id VARCHAR)")
-            if plan.carry_doc_ids:
-                con.executemany("INSERT INTO carry VALUES (?)", [[d] for d in plan.carry_doc_ids])
+            create_carry_table(con, plan.carry_doc_ids)
             con.execute(f"CREATE TEMP VIEW new_live AS SELECT * FROM read_parquet('{plan.live_tmp}')")
             live_sql = "SELECT * FROM new_live"
             if old_live.exists():

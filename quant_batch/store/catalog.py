@@ -15,6 +15,7 @@ enrichment answers, one table per enrichment, with a ``<table>_current`` view), 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from quant_batch.errors import LockError
 from quant_batch.store.files import write_bytes_atomic
 from quant_batch.store.layout import Layout
 
+MEMORY_LIMIT = os.environ.get("QUANT_BATCH_DUCKDB_MEMORY", "512MB")
 _SAFE_IDENT = re.compile(r"^[a-z0-9_]+$")
 
 _DDL = """
@@ -87,6 +89,8 @@ class Catalog:
         layout.root.mkdir(parents=True, exist_ok=True)
         wait = (0.0 if read_only else 30.0) if wait_seconds is None else wait_seconds
         self.con = _connect(layout.catalog, read_only, wait)
+        # DuckDB's default buffer pool is 80% of RAM: bound it so a run's memory stays flat
+        self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         if not read_only:
             self.con.execute(_DDL)
 
@@ -147,7 +151,7 @@ class Catalog:
         table = f"vectors_{_ident(generation)}"
         self.con.execute(
             f"""CREATE TABLE IF NOT EXISTS {table} (
-                key VARCHAR PRIMARY KEY, chunk_id VARCHAR, doc_id VARCHAR, source_path VARCHAR,
+                key VARCHAR, chunk_id VARCHAR, doc_id VARCHAR, source_path VARCHAR,
                 position INTEGER, text VARCHAR, tokens INTEGER, model VARCHAR, dimensions INTEGER,
                 normalize BOOLEAN, run_id VARCHAR, vector FLOAT[{int(dimensions)}], part VARCHAR)"""
         )
@@ -166,9 +170,13 @@ class Catalog:
         table = self.ensure_generation(generation, model, dims, normalize)
         cols = ", ".join(VECTOR_COLUMNS)
         root = str(self.layout.root).replace("'", "''")
+        # an anti-join instead of a primary key: an ART index over every key cost more CPU per
+        # load than the insert itself, and memory that grows with the index
         sql = (
-            f"INSERT OR IGNORE INTO {table} ({cols}, part) SELECT {cols}, "
-            f"replace(filename, '{root}/', '') FROM read_parquet({{files}}, filename=true)"
+            f"INSERT INTO {table} ({cols}, part) SELECT {cols}, replace(filename, '{root}/', '') "
+            f"FROM read_parquet({{files}}, filename=true) p "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.key = p.key) "
+            "QUALIFY row_number() OVER (PARTITION BY p.key ORDER BY filename) = 1"
         )
         return self._load("vectors", paths, sql)
 
