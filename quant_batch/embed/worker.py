@@ -206,6 +206,7 @@ class _ShardRunner:
         write_parquet_atomic(
             table, path,
             {"model": t.model, "dimensions": str(t.dimensions), "normalize": str(t.normalize).lower(), "run_id": t.run_id},
+            dictionary=("doc_id", "source_path", "model", "run_id"),
         )
         self.result.parts.append(str(path))
         self.result.embedded += len(good)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,16 +51,27 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None) -> None:
-    """Write ``table`` to ``path`` atomically, with ``metadata`` in the file's key-value metadata."""
+def write_parquet_atomic(
+    table: pa.Table, path: Path, metadata: Mapping[str, str] | None = None, *, dictionary: Sequence[str] | None = None
+) -> None:
+    """Write ``table`` to ``path`` atomically, with ``metadata`` in the file's key-value metadata.
+
+    ``dictionary`` names the columns worth dictionary-encoding (default: every string column;
+    pass the low-cardinality ones for wide parts). Float vector columns are stored uncompressed:
+    embeddings do not compress, and zstd on them only costs CPU.
+    """
     if metadata:
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): str(v).encode() for k, v in metadata.items()})
         table = table.replace_schema_metadata(merged)
-    # dictionary encoding only pays off on strings; on a float vector column it is pure CPU
-    dict_cols = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    if dictionary is None:
+        dictionary = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    compression = {
+        f.name: "none" if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type) else "zstd"
+        for f in table.schema
+    }
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=dict_cols)
+        pq.write_table(table, tmp, compression=compression, use_dictionary=list(dictionary))
 
 
 def sweep_temp_files(root: Path) -> int:
