@@ -38,7 +38,7 @@ out_console = Console()
 
 
 def _fail(exc: QuantError) -> None:
-    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+    console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -275,16 +275,14 @@ def runs(
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
 ) -> None:
     """List recent runs: status, counts, cost, errors, wall time."""
-    with _errors_to_exit():
-        from quant_batch.store.catalog import Catalog
-        from quant_batch.store.layout import Layout
+    from quant_batch.runs import list_runs
+    from quant_batch.store.layout import Layout
 
-        with Catalog(Layout(out)) as cat:
-            cat.load_runs()
-            rows = cat.con.execute(
-                "SELECT run_id, kind, status, api_calls, errors, cost_usd, wall_s, coalesce(reason, '') "
-                "FROM runs ORDER BY started_at DESC LIMIT ?", [limit]
-            ).fetchall()
+    rows = [
+        (r["run_id"], r.get("kind"), r.get("status"), r.get("api_calls"), r.get("errors"), r.get("cost_usd"),
+         r.get("wall_s"), r.get("reason") or "")
+        for r in list_runs(Layout(out).runs, limit)
+    ]
     table = Table("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason")
     for r in rows:
         table.add_row(r[0], r[1], r[2], str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])

@@ -32,13 +32,12 @@ class Hit:
 def search(out: Path, query: str, client: QuantClient, *, k: int = 10) -> list[Hit]:
     """Top ``k`` live chunks of the index at ``out`` for ``query``."""
     layout = Layout(Path(out))
-    if not layout.catalog.exists():
-        raise ConfigError(f"{out}: no index here (no catalog.duckdb); run `quant-batch embed` first")
+    gen = layout.active_generation()
+    if not layout.catalog.exists() or gen is None:
+        raise ConfigError(f"{out}: no complete index here yet; run `quant-batch embed` first")
+    # embed first: the catalog stays closed during the API call, so a run is never kept waiting
+    res = client.embed([query], model=gen["model"], dimensions=gen["dimensions"], normalize=gen["normalize"])
+    qvec: np.ndarray = res.vectors[0]
     with Catalog(layout, read_only=True) as cat:
-        gen = cat.active_generation()
-        if gen is None:
-            raise ConfigError(f"{out}: the index has no complete vector space yet")
-        res = client.embed([query], model=gen["model"], dimensions=gen["dimensions"], normalize=gen["normalize"])
-        qvec: np.ndarray = res.vectors[0]
         rows = cat.con.execute(SEARCH_SQL.format(dim=int(gen["dimensions"])), [qvec.tolist(), k]).fetchall()
     return [Hit(score=float(r[5]), source_path=r[0], position=int(r[1]), doc_id=r[2], chunk_id=r[3], text=r[4]) for r in rows]

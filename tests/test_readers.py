@@ -176,7 +176,7 @@ def test_html_keeps_paragraphs_and_drops_hidden_parts(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
-def test_symlinks_escaping_the_root_are_skipped(tmp_path):
+def test_symlinks_escaping_the_root_are_reported_not_followed(tmp_path):
     outside = write(tmp_path / "outside" / "secret.txt", "do not read")
     root = tmp_path / "root"
     write(root / "inside.txt", "inside")
@@ -184,8 +184,10 @@ def test_symlinks_escaping_the_root_are_skipped(tmp_path):
     (root / "dir-out").symlink_to(outside.parent, target_is_directory=True)
     (root / "link-in.txt").symlink_to(root / "inside.txt")
     items = read_all(root)
-    assert sorted(items) == ["inside.txt", "link-in.txt"]
-    assert all("do not read" not in item.text for item in items.values())
+    assert sorted(items) == ["dir-out", "inside.txt", "link-in.txt", "link-out.txt"]
+    for name in ("dir-out", "link-out.txt"):
+        assert isinstance(items[name], DocumentError) and "outside the source folder" in items[name].message
+    assert all("do not read" not in getattr(item, "text", "") for item in items.values())
 
 
 @pytest.mark.parametrize("name", ["faq.jsonl", "faq.csv", "faq.parquet"])

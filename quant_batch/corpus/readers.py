@@ -96,16 +96,19 @@ def iter_folder(
         raise InputError("source folder does not exist or is not a folder", path=str(root))
     included = [_glob_regex(p) for p in include]
     excluded = [_glob_regex(p) for p in exclude]
-    for path, rel in _walk(root, root):
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+    for path, rel, outside in _walk(root, root):
+        if not outside and path.suffix.lower() not in SUPPORTED_SUFFIXES:
             continue
         if not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
+            continue
+        if outside:  # said out loud, so a missing document is never a mystery
+            yield DocumentError(rel, "symlink points outside the source folder; not followed", doc_id=rel)
             continue
         yield _read_file(path, rel)
 
 
-def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str]]:
-    """Depth-first, sorted by name: (path, relative POSIX path) of each file inside ``root``."""
+def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str, bool]]:
+    """Depth-first, sorted by name: (path, relative POSIX path, points outside root) per file."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -117,11 +120,12 @@ def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str]]:
         path = Path(entry.path)
         if entry.is_symlink() and not path.resolve().is_relative_to(root):
             log.warning("skipping %s: symlink points outside %s", path, root)
+            yield path, path.relative_to(root).as_posix(), True
             continue
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(root, path)
         elif entry.is_file():
-            yield path, path.relative_to(root).as_posix()
+            yield path, path.relative_to(root).as_posix(), False
 
 
 def _glob_regex(pattern: str) -> re.Pattern:

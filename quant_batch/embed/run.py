@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 
 import duckdb
 
@@ -19,11 +18,8 @@ from quant_batch.config import CorpusConfig
 from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
 from quant_batch.embed.worker import Budget, ShardResult, ShardTask, embed_shard
 from quant_batch.pricing import PriceTable, load_prices
-from quant_batch.runs import RunSummary, new_run_id
-from quant_batch.store.catalog import Catalog
-from quant_batch.store.files import atomic_path, sweep_temp_files, write_bytes_atomic
-from quant_batch.store.layout import Layout
-from quant_batch.store.lock import OutputLock
+from quant_batch.runs import RunSession, RunSummary
+from quant_batch.store.files import atomic_path, write_bytes_atomic
 from quant_batch.store.records import write_errors
 
 
@@ -35,47 +31,21 @@ def shard_ranges(n_batches: int, concurrency: int, *, per_worker: int = 4, max_b
     return [(i, min(i + size, n_batches)) for i in range(0, n_batches, size)]
 
 
-class CorpusRun:
+class CorpusRun(RunSession):
     """The single-writer side of one corpus run; use as a context manager."""
 
     def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
+        super().__init__(config.out, "embed", lock_wait=lock_wait)
         self.config = config
-        self.layout = Layout(Path(config.out))
         self.prices = prices or load_prices(config.pricing)
-        self.summary = RunSummary(new_run_id("embed"), "embed")
-        self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
-        self.catalog: Catalog | None = None
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
         self.contextualizer = None  # set by make_plan when contextual_chunks is on
 
-    def __enter__(self) -> CorpusRun:
-        self.lock.acquire()
-        try:
-            sweep_temp_files(self.layout.root)
-            # plans of runs that died before finish(); we hold the lock, so nothing reads them
-            for stale in self.layout.state.glob("plan-*.parquet"):
-                stale.unlink(missing_ok=True)
-            self.catalog = Catalog(self.layout)
-            self.catalog.close_interrupted_runs()  # before our own summary exists
-            self.catalog.sync()  # finish what a crashed run wrote but did not load
-            self.summary.save(self.layout.runs)
-        except BaseException:
-            self.lock.release()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc is not None and self.summary.status == "running":
-                self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
-                self.summary.save(self.layout.runs)
-                if self.catalog:
-                    self.catalog.load_runs()
-        finally:
-            if self.catalog:
-                self.catalog.close()
-            self.lock.release()
+    def prepare(self) -> None:
+        # plans of runs that died before finish(); we hold the lock, so nothing reads them
+        for stale in self.layout.state.glob("plan-*.parquet"):
+            stale.unlink(missing_ok=True)
 
     @property
     def price_per_token(self) -> float:

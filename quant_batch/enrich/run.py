@@ -25,55 +25,25 @@ from quant_batch.enrich.prompt import Prompt
 from quant_batch.enrich.source import EnrichItem, EnrichPlan, plan_enrich
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
 from quant_batch.pricing import load_prices
-from quant_batch.runs import RunSummary, new_run_id
-from quant_batch.store.catalog import Catalog
-from quant_batch.store.files import sweep_temp_files
-from quant_batch.store.layout import Layout
-from quant_batch.store.lock import OutputLock
+from quant_batch.runs import RunSession, RunSummary
+
 from quant_batch.store.records import write_errors
 
 _TOTALS = ("enriched", "truncated", "repaired", "failed", "skipped_cap", "api_calls", "attempts", "throttled",
            "input_tokens", "output_tokens", "cost_usd")
 
 
-class EnrichRun:
+class EnrichRun(RunSession):
     """The single-writer side of one enrichment run; use as a context manager."""
 
     def __init__(self, config: EnrichConfig, *, lock_wait: float = 0.0):
-        self.config = config
-        self.layout = Layout(Path(config.catalog))
-        self.prices = load_prices(config.pricing)
         self.prompt = Prompt(config)  # a template that does not compile fails before the lock
-        self.summary = RunSummary(new_run_id("enrich"), "enrich")
-        self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
+        super().__init__(config.catalog, "enrich", lock_wait=lock_wait)
+        self.config = config
+        self.prices = load_prices(config.pricing)
         self.budget = Budget(config.max_cost)
-        self.catalog: Catalog | None = None
         self.plan: EnrichPlan | None = None
         self.results: list[EnrichResult] = []
-
-    def __enter__(self) -> EnrichRun:
-        self.lock.acquire()
-        try:
-            sweep_temp_files(self.layout.root)
-            self.catalog = Catalog(self.layout)
-            self.catalog.close_interrupted_runs()
-            self.catalog.sync()  # load what a crashed run wrote
-        except BaseException:
-            self.lock.release()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc is not None and self.summary.status == "running":
-                self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
-                self.summary.save(self.layout.runs)
-                if self.catalog:
-                    self.catalog.load_runs()
-        finally:
-            if self.catalog:
-                self.catalog.close()
-            self.lock.release()
 
     @property
     def context(self) -> EnrichContext:

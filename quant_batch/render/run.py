@@ -28,11 +28,9 @@ from quant_batch.pricing import PriceTable, load_prices
 from quant_batch.render.contact_sheet import write_contact_sheet
 from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
 from quant_batch.render.rules import output_size
-from quant_batch.runs import RunSummary, new_run_id
-from quant_batch.store.catalog import Catalog
-from quant_batch.store.files import sweep_temp_files, write_bytes_atomic, write_parquet_atomic
+from quant_batch.runs import RunSession, RunSummary
+from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
 from quant_batch.store.layout import Layout
-from quant_batch.store.lock import OutputLock
 from quant_batch.store.records import ErrorRecord, write_errors
 
 SEED_MAX = 858_993_459  # the range AWS's own examples use; valid whatever the true maximum is
@@ -185,45 +183,19 @@ def estimate_row_cost(row: RenderRow, prices: PriceTable) -> float:
                              cfg.get("numberOfImages", 1))
 
 
-class RenderRun:
+class RenderRun(RunSession):
     """The single-writer side of one render run; use as a context manager."""
 
     def __init__(self, config: RenderConfig, *, lock_wait: float = 0.0):
+        super().__init__(config.out, "render", lock_wait=lock_wait)
         self.config = config
-        self.layout = Layout(Path(config.out))
         self.prices = load_prices(config.pricing)
-        self.summary = RunSummary(new_run_id("render"), "render")
-        self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
-        self.catalog: Catalog | None = None
         self.manifest: Manifest | None = None
         self.pending: list[RenderRow] = []
         self.skipped_cap: list[RenderRow] = []
         self.skipped_failed: list[RenderRow] = []  # failed terminally before; only replay resends them
         self.results: list[RenderResult] = []
         self.unchanged = 0
-
-    def __enter__(self) -> RenderRun:
-        self.lock.acquire()
-        try:
-            sweep_temp_files(self.layout.root)
-            self.catalog = Catalog(self.layout)
-            self.catalog.sync()
-        except BaseException:
-            self.lock.release()
-            raise
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc is not None and self.summary.status == "running":
-                self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
-                self.summary.save(self.layout.runs)
-                if self.catalog:
-                    self.catalog.load_runs()
-        finally:
-            if self.catalog:
-                self.catalog.close()
-            self.lock.release()
 
     @property
     def context(self) -> RenderContext:

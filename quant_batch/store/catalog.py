@@ -328,10 +328,7 @@ class Catalog:
         return bool(row and row[0])
 
     def active_generation(self) -> dict | None:
-        path = self.layout.generation
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
+        return self.layout.active_generation()
 
     def done_keys(self, generation: str) -> set[str]:
         table = f"vectors_{_ident(generation)}"

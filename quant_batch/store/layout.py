@@ -17,6 +17,7 @@ Everything except ``catalog.duckdb`` is durable truth; the catalog can be delete
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,9 @@ class Layout:
     @property
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
+
+    def active_generation(self) -> dict | None:
+        """The vector space search uses (model, dimensions, normalize), or None before any."""
+        if not self.generation.exists():
+            return None
+        return json.loads(self.generation.read_text())

@@ -44,6 +44,7 @@ def install() -> None:
     import pyarrow.parquet as real_pq
 
     import quant_batch.embed.run as run
+    import quant_batch.render.run as render
     import quant_batch.store.catalog as catalog
     import quant_batch.store.files as files
 
@@ -51,7 +52,7 @@ def install() -> None:
 
     @contextmanager
     def slow_atomic_path(path):
-        kind = "part-write" if "parts" in Path(path).parts else "state-write"
+        kind = "part-write" if "parts" in Path(path).parts else "file-write"  # state, runs, PNGs
         mark(f"+{kind}")
         try:
             with original(path) as tmp:
@@ -83,6 +84,8 @@ def install() -> None:
     catalog.Catalog.sync = _traced("sync", catalog.Catalog.sync)
     run.CorpusRun.make_plan = _traced("plan", run.CorpusRun.make_plan)
     run.CorpusRun.finish = _traced("finish", run.CorpusRun.finish)
+    render.RenderRun.make_plan = _traced("plan", render.RenderRun.make_plan)
+    render.RenderRun.finish = _traced("finish", render.RenderRun.finish)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,16 @@ def _seeded_faults(config: FaultConfig, units: int) -> dict[str, int]:
     return faults
 
 
+def _assert_seeded(faults: dict, stats: dict, summaries: list, units: int) -> None:
+    """The whole mix was injected, and (when nothing else forced a retry) exactly the seeded one."""
+    assert set(faults) == {"throttle", "error_500", "error_503", "drop", "hang"}, faults
+    # a hung request still answers 200 after the client gave up; any other extra 200 is a request
+    # the client timed out on a loaded machine, which shifts the sequence by one draw
+    spurious = stats["by_status"].get("200", 0) - units - faults["hang"]
+    if len(summaries) == 1 and spurious == 0:
+        assert faults == _seeded_faults(SOAK, units)
+
+
 def _clean_corpus(tmp_path, table, emulator):
     out = tmp_path / "clean-index"
     with fast_client(emulator) as c:
@@ -106,10 +116,7 @@ def test_corpus_soak_delivers_every_chunk_exactly_once(tmp_path, faulty):
     print(f"\ncorpus soak: runs={len(summaries)} faults={faults} requests={stats['total_requests']} "
           f"by_status={stats['by_status']} attempts={sum(s.stats['attempts'] for s in summaries)} "
           f"exhausted={sum(s.stats['failed_chunks'] for s in summaries[:-1])}")
-    # the whole mix was injected; with no call out of retries it is exactly the seeded sequence
-    assert set(faults) == {"throttle", "error_500", "error_503", "drop", "hang"}, faults
-    if len(summaries) == 1:
-        assert faults == _seeded_faults(SOAK, N_TEXTS // 20)
+    _assert_seeded(faults, stats, summaries, N_TEXTS // 20)
 
 
 def test_render_soak_delivers_every_image_exactly_once(tmp_path, faulty):
@@ -134,11 +141,10 @@ def test_render_soak_delivers_every_image_exactly_once(tmp_path, faulty):
         (N_IMAGES, N_IMAGES)
     ]
     faults = _settled_faults(faulty, ended)
-    print(f"\nrender soak: runs={len(summaries)} faults={faults} "
-          f"requests={faulty.stats()['total_requests']} exhausted={sum(s.stats['failed'] for s in summaries[:-1])}")
-    assert set(faults) == {"throttle", "error_500", "error_503", "drop", "hang"}, faults
-    if len(summaries) == 1:
-        assert faults == _seeded_faults(SOAK, N_IMAGES)
+    stats = faulty.stats()
+    print(f"\nrender soak: runs={len(summaries)} faults={faults} requests={stats['total_requests']} "
+          f"by_status={stats['by_status']} exhausted={sum(s.stats['failed'] for s in summaries[:-1])}")
+    _assert_seeded(faults, stats, summaries, N_IMAGES)
 
 
 def test_exhausted_retries_are_finished_by_the_rerun(tmp_path, faulty):
