@@ -42,7 +42,7 @@ def embed_shard_task(
     return embed_shard(shard, client, budget=budget, price_per_token=price_per_token)
 
 
-def _run(cfg: CorpusConfig, replay: bool) -> dict[str, Any]:
+def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
     log = get_run_logger()
     dask = cfg.task_runner == "dask"
     if cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
@@ -95,7 +95,7 @@ def embed_corpus(
     out: str | None = None,
     concurrency: int | None = None,
     max_cost: float | None = None,
-    replay: bool = False,
+    replay: bool | str = False,
 ) -> dict[str, Any]:
     """Embed a corpus: ``target`` is a run config (YAML) or a folder of documents.
 

@@ -34,7 +34,7 @@ def enrich_shard_task(items: list[EnrichItem], client: QuantClient, ctx: EnrichC
 
 @flow(name="enrich", task_runner=ThreadPoolTaskRunner(max_workers=64))
 def enrich(target: str, concurrency: int | None = None, max_cost: float | None = None,
-           replay: bool = False) -> dict[str, Any]:
+           replay: bool | str = False) -> dict[str, Any]:
     """Enrich with the YAML config ``target``; returns the run summary."""
     log = get_run_logger()
     cfg = load_enrich_config(Path(target), concurrency=concurrency, max_cost=max_cost)

@@ -36,7 +36,7 @@ def render_images(
     skip_invalid: bool | None = None,
     max_cost: float | None = None,
     defaults: dict[str, Any] | None = None,
-    replay: bool = False,
+    replay: bool | str = False,
 ) -> dict[str, Any]:
     """Render ``target`` (a manifest, or a YAML run config naming one); returns the run summary."""
     log = get_run_logger()

@@ -92,6 +92,7 @@ def embed(
     concurrency: Annotated[int | None, typer.Option(help="API requests in flight.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend chunks that failed terminally before.")] = False,
+    replay_run: Annotated[str | None, typer.Option(help="Resend only what failed terminally in this run.")] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
 ) -> None:
     """Embed a corpus into Parquet + DuckDB; only new or changed chunks are sent."""
@@ -104,13 +105,13 @@ def embed(
             from quant_batch.factory import build_client
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client, _progress_bar("embedding") as up:
-                summary = run_corpus(cfg, client, replay=replay, on_progress=up).to_dict()
+                summary = run_corpus(cfg, client, replay=replay_run or replay, on_progress=up).to_dict()
         else:
             from flows.embed_corpus import flow_for
 
             summary = _run_flow(
                 flow_for(cfg), "embedding", target=str(target), out=str(out) if out else None,
-                concurrency=concurrency, max_cost=max_cost, replay=replay,
+                concurrency=concurrency, max_cost=max_cost, replay=replay_run or replay,
             )
     raise typer.Exit(_print_summary(summary, "embed"))
 
@@ -127,6 +128,7 @@ def render(
     quality: Annotated[str | None, typer.Option(help="Default quality: standard or premium.")] = None,
     region: Annotated[str | None, typer.Option(help="Default region.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend rows that failed terminally before.")] = False,
+    replay_run: Annotated[str | None, typer.Option(help="Resend only what failed terminally in this run.")] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
 ) -> None:
     """Render every row of a prompt manifest to PNG files + Parquet + DuckDB."""
@@ -142,12 +144,12 @@ def render(
             from quant_batch.render.run import render_manifest
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
-                summary = render_manifest(cfg, client, replay=replay).to_dict()
+                summary = render_manifest(cfg, client, replay=replay_run or replay).to_dict()
         else:
             from flows.render_images import render_images
 
             summary = _run_flow(render_images, "rendering", target=str(target),
-                                **{k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}, replay=replay)
+                                **{k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}, replay=replay_run or replay)
     code = _print_summary(summary, "render")
     out_console.print(f"contact sheet: {Path(cfg.out) / 'index.html'}")
     raise typer.Exit(code)
@@ -159,6 +161,7 @@ def enrich(
     concurrency: Annotated[int | None, typer.Option(help="Chat requests in flight.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend rows that failed or were truncated before.")] = False,
+    replay_run: Annotated[str | None, typer.Option(help="Resend only what failed terminally in this run.")] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
 ) -> None:
     """Run a chat prompt over every row of a catalog table; answers land in a DuckDB table."""
@@ -171,15 +174,38 @@ def enrich(
             from quant_batch.factory import build_client
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
-                summary = enrich_table(cfg, client, replay=replay).to_dict()
+                summary = enrich_table(cfg, client, replay=replay_run or replay).to_dict()
         else:
             from flows.enrich import enrich as enrich_flow
 
             summary = _run_flow(enrich_flow, "enriching", target=str(config), concurrency=concurrency,
-                                max_cost=max_cost, replay=replay)
+                                max_cost=max_cost, replay=replay_run or replay)
     code = _print_summary(summary, "enrich")
     out_console.print(f"results: table {cfg.table} in {Path(cfg.catalog) / 'catalog.duckdb'}")
     raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    target: Annotated[Path, typer.Argument(help="The run config / folder / manifest of the failed run.")],
+    run: Annotated[str | None, typer.Option("--run", help="Only the dead letters of this run id.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: from the config).")] = None,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+) -> None:
+    """Retry the dead-letter set: records that failed terminally (all, or those of one run).
+
+    The ledger keeps it idempotent: anything done since is skipped, and transient failures
+    are retried by every normal run anyway.
+    """
+    command = "render" if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target) else "embed"
+    if command == "embed" and target.suffix.lower() in (".yaml", ".yml") and target.is_file():
+        from quant_batch.enrich.config import is_enrich_config
+
+        command = "enrich" if is_enrich_config(target) else "embed"
+    argv = [command, str(target), *(["--out", str(out)] if out and command != "enrich" else [])]
+    argv += ["--replay-run", run] if run else ["--replay"]
+    argv += ["--no-prefect"] if no_prefect else []
+    raise typer.Exit(app(argv, standalone_mode=False) or 0)
 
 
 @app.command()

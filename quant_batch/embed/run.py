@@ -51,7 +51,7 @@ class CorpusRun(RunSession):
     def price_per_token(self) -> float:
         return self.prices.embedding_cost(self.config.model, 1_000_000) / 1_000_000
 
-    def make_plan(self, *, replay: bool = False, client: QuantClient | None = None) -> Plan:
+    def make_plan(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Plan:
         """Plan the run; with ``contextual_chunks`` on, ``client`` (or one built from the config) writes contexts."""
         cfg = self.config
         assert self.catalog is not None
@@ -59,7 +59,7 @@ class CorpusRun(RunSession):
 
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
         done = self.catalog.done_keys(gen)
-        dead = set() if replay else self.dead_keys(done)
+        dead = self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) - done
         if not cfg.contextual_chunks.enabled:
             self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
             return self.plan
@@ -76,14 +76,6 @@ class CorpusRun(RunSession):
             if own:
                 client.close()
         return self.plan
-
-    def dead_keys(self, done: set[str]) -> set[str]:
-        """Keys rejected terminally (4xx, quality gate) and not embedded since: replay-only."""
-        assert self.catalog is not None
-        rows = self.catalog.con.execute(
-            "SELECT DISTINCT key FROM errors WHERE stage IN ('embed', 'quality') AND NOT retryable AND key IS NOT NULL"
-        ).fetchall()
-        return {r[0] for r in rows} - done
 
     def shard_tasks(self) -> list[ShardTask]:
         assert self.plan is not None
@@ -230,7 +222,7 @@ def run_corpus(
     config: CorpusConfig,
     client: QuantClient,
     *,
-    replay: bool = False,
+    replay: bool | str = False,
     on_progress: Callable[[int, int], None] | None = None,
     lock_wait: float = 0.0,
 ) -> RunSummary:

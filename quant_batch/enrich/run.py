@@ -51,23 +51,15 @@ class EnrichRun(RunSession):
         return EnrichContext(str(self.layout.root), self.summary.run_id, cfg.table, self.prompt.hash,
                              self.prompt.base_request(), cfg.json_schema, cfg.model)
 
-    def make_plan(self, *, replay: bool = False) -> list[EnrichItem]:
+    def make_plan(self, *, replay: bool | str = False) -> list[EnrichItem]:
         """Render every source row; keep those without a full answer (and not dead, unless replay)."""
         assert self.catalog is not None
         self.summary.save(self.layout.runs)
         done, truncated = self.catalog.done_enrich_keys(self.config.table)
-        dead = set() if replay else self._dead_keys() - done
+        dead = self.catalog.dead_letter_keys(("enrich",), replay=replay, source_path=self.config.table) - done
         self.plan = plan_enrich(self.catalog.con, self.config, self.prompt, self.summary.run_id,
-                                done=done, dead=dead, truncated=set() if replay else truncated)
+                                done=done, dead=dead, truncated=set() if replay is True else truncated)
         return self.plan.items
-
-    def _dead_keys(self) -> set[str]:
-        assert self.catalog is not None
-        rows = self.catalog.con.execute(
-            "SELECT DISTINCT key FROM errors WHERE stage = 'enrich' AND source_path = ? AND NOT retryable "
-            "AND key IS NOT NULL", [self.config.table]
-        ).fetchall()
-        return {r[0] for r in rows}
 
     def shards(self) -> list[list[EnrichItem]]:
         """At most 4×concurrency interleaved shards: few Prefect tasks, balanced load."""
@@ -129,7 +121,7 @@ class EnrichRun(RunSession):
         return s
 
 
-def enrich_table(config: EnrichConfig, client: QuantClient, *, replay: bool = False,
+def enrich_table(config: EnrichConfig, client: QuantClient, *, replay: bool | str = False,
                  on_row: Callable[[], None] | None = None, lock_wait: float = 0.0) -> RunSummary:
     """Run a whole enrichment in this process with a thread pool (no Prefect)."""
     with EnrichRun(config, lock_wait=lock_wait) as run:

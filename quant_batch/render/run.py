@@ -201,7 +201,7 @@ class RenderRun(RunSession):
     def context(self) -> RenderContext:
         return RenderContext(str(self.layout.root), self.summary.run_id, self.config.embed_images)
 
-    def make_plan(self, *, replay: bool = False) -> list[RenderRow]:
+    def make_plan(self, *, replay: bool | str = False) -> list[RenderRow]:
         """Validate the manifest and pick the rows to render; raises if invalid (unless skip_invalid)."""
         assert self.catalog is not None
         self.manifest = load_manifest(self.config.manifest, self.config.defaults)
@@ -209,7 +209,7 @@ class RenderRun(RunSession):
             self.manifest.raise_for_problems()
         self.summary.save(self.layout.runs)
         done = self.catalog.done_image_keys()
-        dead = set() if replay else self._dead_keys(done)
+        dead = self.catalog.dead_letter_keys(("render",), replay=replay) - done
         budget = self.config.max_cost
         planned = 0.0
         for row in self.manifest.rows:
@@ -225,13 +225,6 @@ class RenderRun(RunSession):
                 planned += est
                 self.pending.append(row)
         return self.pending
-
-    def _dead_keys(self, done: set[str]) -> set[str]:
-        assert self.catalog is not None
-        rows = self.catalog.con.execute(
-            "SELECT DISTINCT key FROM errors WHERE stage = 'render' AND NOT retryable AND key IS NOT NULL"
-        ).fetchall()
-        return {r[0] for r in rows} - done
 
     def shards(self) -> list[list[RenderRow]]:
         """At most 4×concurrency interleaved shards: few Prefect tasks, balanced load."""
@@ -291,7 +284,7 @@ class RenderRun(RunSession):
         return s
 
 
-def render_manifest(config: RenderConfig, client: QuantClient, *, replay: bool = False,
+def render_manifest(config: RenderConfig, client: QuantClient, *, replay: bool | str = False,
                     on_row: Callable[[], None] | None = None, lock_wait: float = 0.0) -> RunSummary:
     """Run a whole render job in this process with a thread pool (no Prefect)."""
     with RenderRun(config, lock_wait=lock_wait) as run:

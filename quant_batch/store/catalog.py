@@ -336,6 +336,31 @@ class Catalog:
             return set()
         return {r[0] for r in self.con.execute(f"SELECT key FROM {table}").fetchall()}
 
+    def dead_letter_keys(
+        self, stages: tuple[str, ...], *, replay: bool | str = False, source_path: str | None = None
+    ) -> set[str]:
+        """Keys that failed terminally (4xx, content filter, quality gate) in ``stages``.
+
+        A normal run skips them; ``replay=True`` resends them all, ``replay="<run id>"`` only
+        those that failed in that run. The ledger keeps a replay idempotent: a key that has
+        succeeded since is simply done.
+        """
+        if replay is True:
+            return set()
+        sql = (
+            f"SELECT DISTINCT key FROM errors WHERE stage IN ({', '.join('?' * len(stages))}) "
+            "AND NOT retryable AND key IS NOT NULL"
+        )
+        params: list = list(stages)
+        if source_path is not None:
+            sql += " AND source_path = ?"
+            params.append(source_path)
+        dead = {r[0] for r in self.con.execute(sql, params).fetchall()}
+        if isinstance(replay, str) and replay:
+            again = self.con.execute(sql + " AND run_id = ?", [*params, replay]).fetchall()
+            dead -= {r[0] for r in again}
+        return dead
+
     def done_image_keys(self) -> set[str]:
         if not self._has_table("image_renders"):
             return set()

@@ -34,3 +34,17 @@ def test_deployment_from_prefect_yaml_runs_against_the_emulator(tmp_path, api_en
     assert api_calls(api_env) > 0
     # credentials are not parameters: the stored run parameters hold no token
     assert "test-token" not in str(flow_run.parameters)
+
+
+def test_api_key_from_a_prefect_secret_block(api_env, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from quant_batch.config import ApiConfig, RateLimits
+    from quant_batch.factory import build_client
+    from tests.conftest import TEST_TOKEN
+
+    Secret(value=TEST_TOKEN).save("quant-test-key", overwrite=True)
+    monkeypatch.delenv("QUANT_API_KEY")
+    with build_client(ApiConfig(secret_block="quant-test-key"), RateLimits(), pool_size=1) as client:
+        assert client.embed(["hello from a secret"]).vectors.shape == (1, 1024)
+        assert TEST_TOKEN not in repr(client)

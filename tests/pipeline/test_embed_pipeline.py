@@ -217,3 +217,33 @@ def test_spend_cap_stops_and_resumes(tmp_path, client, emulator):
     assert rest.stats["embedded"] + done_first == s.stats["chunks_total"]
     n = query(cfg.out, "SELECT count(*), count(DISTINCT key) FROM chunks")[0]
     assert n[0] == n[1] == s.stats["chunks_total"]
+
+
+def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emulator, api_env):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(12):
+        (docs / f"n{i:02d}.txt").write_text(f"Note {i}." + (" __POISON__" if i == 5 else ""))
+    cfg = corpus_config(docs, tmp_path / "index")
+    cfg_file = tmp_path / "corpus.yaml"
+    cfg_file.write_text(cfg.model_dump_json())  # JSON is YAML: the same settings for the CLI
+    first = run_corpus(cfg, client)
+    assert first.stats["failed_chunks"] == 1
+    runner = CliRunner()
+    base = ["replay", str(cfg_file), "--no-prefect"]
+
+    before = api_calls(emulator)
+    res = runner.invoke(app, [*base, "--run", "embed-some-other-run"])
+    assert res.exit_code == 0, res.output  # nothing of that run to replay: nothing sent
+    assert api_calls(emulator) == before
+
+    res = runner.invoke(app, [*base, "--run", first.run_id])
+    assert res.exit_code == 1  # the poison text fails again, and says so
+    assert api_calls(emulator) == before + 1
+    rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'n05.txt' AND stage = 'embed'")
+    assert rows[0][0] == 2
+    assert query(cfg.out, "SELECT count(*) FROM chunks")[0][0] == 11
