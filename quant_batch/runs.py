@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from quant_batch.store.files import write_bytes_atomic
 
@@ -66,6 +66,23 @@ class RunSummary:
             ("wall time (s)", f"{self.wall_s:.2f}"),
         ]
         return rows
+
+
+R = TypeVar("R")
+
+
+def sum_results(results: list[R], cls: type[R]) -> R:
+    """Add up the counters of per-shard results: numbers are summed, ``dict`` counters merged."""
+    total = cls()
+    for r in results:
+        for f in fields(cls):  # type: ignore[arg-type]
+            value, acc = getattr(r, f.name), getattr(total, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(total, f.name, acc + value)
+            elif isinstance(value, dict):
+                for k, v in value.items():
+                    acc[k] = acc.get(k, 0) + v
+    return total
 
 
 def list_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from quant_batch.corpus.chunking import chunk_text
 from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
 from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
+from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord
@@ -305,7 +306,7 @@ def count_removed(old_live: Path, plan: Plan) -> int:
         return 0
     import duckdb
 
-    con = duckdb.connect()
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
     try:
         create_carry_table(con, plan.carry_doc_ids)
         row = con.execute(

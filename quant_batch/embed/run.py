@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 
 import duckdb
 
@@ -18,9 +19,13 @@ from quant_batch.config import CorpusConfig
 from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
 from quant_batch.embed.worker import Budget, ShardResult, ShardTask, embed_shard
 from quant_batch.pricing import PriceTable, load_prices
-from quant_batch.runs import RunSession, RunSummary
+from quant_batch.runs import RunSession, RunSummary, sum_results
+from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import atomic_path, write_bytes_atomic
 from quant_batch.store.records import write_errors
+
+
+LOAD_EVERY_PARTS = 40
 
 
 def shard_ranges(n_batches: int, concurrency: int, *, per_worker: int = 4, max_batches: int = 25) -> list[tuple[int, int]]:
@@ -38,6 +43,7 @@ class CorpusRun(RunSession):
         super().__init__(config.out, "embed", lock_wait=lock_wait)
         self.config = config
         self.prices = prices or load_prices(config.pricing)
+        self._unloaded: list[Path] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
         self.contextualizer = None  # set by make_plan when contextual_chunks is on
@@ -90,12 +96,19 @@ class CorpusRun(RunSession):
         ]
 
     def absorb(self, result: ShardResult) -> None:
-        """Count a finished shard. Its batches are already done: a renamed part file is the
-        ledger's record, and ``finish`` (or, after a crash, the next run's ``sync``) loads all
-        of a run's parts into DuckDB in one bulk insert, which costs a fraction of the CPU of
-        one insert per shard."""
-        assert self.plan is not None
+        """Count a finished shard and load finished parts into DuckDB in bulk.
+
+        A shard's batches are already done: a renamed part file is the ledger's record, and
+        ``finish`` (or, after a crash, the next run's ``sync``) loads whatever is left. Loading
+        every ``LOAD_EVERY_PARTS`` parts keeps each insert large (one insert per part cost
+        three times the CPU) while the load overlaps the API calls still in flight.
+        """
+        assert self.catalog is not None and self.plan is not None
         self.results.append(result)
+        self._unloaded.extend(Path(p) for p in result.parts)
+        if len(self._unloaded) >= LOAD_EVERY_PARTS:
+            self.catalog.load_vector_parts(self.plan.generation, self._unloaded)
+            self._unloaded = []
 
     def finish(self) -> RunSummary:
         """Publish the new live index, switch the vector space if complete, write the summary."""
@@ -106,7 +119,7 @@ class CorpusRun(RunSession):
         if read_errors:
             cat.load_error_parts([read_errors])
         removed, incomplete = self._publish_state()
-        totals = _sum_results(self.results)
+        totals = sum_results(self.results, ShardResult)
         failed = totals.failed + len(plan.errors)
         skipped = totals.batches_skipped
         st = plan.stats
@@ -161,7 +174,7 @@ class CorpusRun(RunSession):
         assert plan is not None and self.catalog is not None
         lay, gen = self.layout, plan.generation
         old_live, old_docs = lay.live(gen), lay.documents(gen)
-        con = duckdb.connect()
+        con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
         try:
             create_carry_table(con, plan.carry_doc_ids)
             con.execute(f"CREATE TEMP VIEW new_live AS SELECT * FROM read_parquet('{plan.live_tmp}')")
@@ -208,14 +221,6 @@ class CorpusRun(RunSession):
             meta = {"generation": gen, "model": cfg.model, "dimensions": cfg.dimensions, "normalize": cfg.normalize}
             write_bytes_atomic(lay.generation, json.dumps(meta).encode())
         return int(removed), incomplete
-
-
-def _sum_results(results: list[ShardResult]) -> ShardResult:
-    total = ShardResult()
-    for r in results:
-        for f in ("api_calls", "attempts", "throttled", "embedded", "failed", "input_tokens", "batches_done", "batches_skipped"):
-            setattr(total, f, getattr(total, f) + getattr(r, f))
-    return total
 
 
 def run_corpus(

@@ -25,13 +25,9 @@ from quant_batch.enrich.prompt import Prompt
 from quant_batch.enrich.source import EnrichItem, EnrichPlan, plan_enrich
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
 from quant_batch.pricing import load_prices
-from quant_batch.runs import RunSession, RunSummary
+from quant_batch.runs import RunSession, RunSummary, sum_results
 
 from quant_batch.store.records import write_errors
-
-_TOTALS = ("enriched", "truncated", "repaired", "failed", "skipped_cap", "api_calls", "attempts", "throttled",
-           "input_tokens", "output_tokens", "cost_usd")
-
 
 class EnrichRun(RunSession):
     """The single-writer side of one enrichment run; use as a context manager."""
@@ -82,10 +78,7 @@ class EnrichRun(RunSession):
         if part:
             cat.load_error_parts([part])
         cat.sync()
-        tot = EnrichResult()
-        for r in self.results:
-            for f in _TOTALS:
-                setattr(tot, f, getattr(tot, f) + getattr(r, f))
+        tot = sum_results(self.results, EnrichResult)
         s.api_calls = tot.api_calls
         s.errors = tot.failed + len(plan.errors)
         s.cost_usd = round(tot.cost_usd, 8)

@@ -28,7 +28,7 @@ from quant_batch.pricing import PriceTable, load_prices
 from quant_batch.render.contact_sheet import write_contact_sheet
 from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
 from quant_batch.render.rules import output_size
-from quant_batch.runs import RunSession, RunSummary
+from quant_batch.runs import RunSession, RunSummary, sum_results
 from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors
@@ -249,12 +249,7 @@ class RenderRun(RunSession):
         if part:
             cat.load_error_parts([part])
         cat.sync()
-        tot = RenderResult()
-        for r in self.results:
-            for f in ("rendered", "images", "failed", "api_calls", "attempts", "throttled", "cost_usd"):
-                setattr(tot, f, getattr(tot, f) + getattr(r, f))
-            for k, v in r.image_sizes.items():
-                tot.image_sizes[k] = tot.image_sizes.get(k, 0) + v
+        tot = sum_results(self.results, RenderResult)
         s.api_calls = tot.api_calls
         s.errors = tot.failed + len(invalid)
         s.cost_usd = round(tot.cost_usd, 6)

@@ -171,12 +171,14 @@ class Catalog:
         cols = ", ".join(VECTOR_COLUMNS)
         root = str(self.layout.root).replace("'", "''")
         # an anti-join instead of a primary key: an ART index over every key cost more CPU per
-        # load than the insert itself, and memory that grows with the index
+        # load than the insert itself, and memory that grows with the index. Parts loaded
+        # together never share a key (a run plans each key once, and sync loads a crashed
+        # run's parts before the next run plans), so no window dedupe is needed: it would
+        # hold every vector of the load in memory at once
         sql = (
             f"INSERT INTO {table} ({cols}, part) SELECT {cols}, replace(filename, '{root}/', '') "
             f"FROM read_parquet({{files}}, filename=true) p "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.key = p.key) "
-            "QUALIFY row_number() OVER (PARTITION BY p.key ORDER BY filename) = 1"
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.key = p.key)"
         )
         return self._load("vectors", paths, sql)
 
