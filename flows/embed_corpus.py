@@ -19,6 +19,7 @@ from flows._common import Progress, publish_summary, submit_windowed
 from flows._limits import ensure_rate_limit, share_limit
 from quant_batch.client import QuantClient
 from quant_batch.config import ApiConfig, CorpusConfig, RateLimits, resolve_corpus_config
+from quant_batch.embed.plan import estimate_tokens
 from quant_batch.embed.run import CorpusRun
 from quant_batch.embed.worker import Budget, ShardResult, ShardTask, embed_shard
 from quant_batch.factory import build_client
@@ -66,7 +67,7 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
             if not dask or cfg.max_cost is None:
                 return True
             chars = sum(plan.batch_chars[shard.first_batch:shard.end_batch])
-            return budget.reserve(run.price_per_token * chars / 4.7)
+            return budget.reserve(run.price_per_token * estimate_tokens(chars))
 
         shards = run.shard_tasks()
         if dask:

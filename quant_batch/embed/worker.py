@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quant_batch.client import EmbeddingResult, QuantClient
+from quant_batch.embed.plan import estimate_tokens
 from quant_batch.errors import AuthError, RequestRejected, TransientError
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
@@ -174,7 +175,7 @@ class _ShardRunner:
 
     def run_batch(self, rows: list[dict], batch_no: int) -> None:
         t = self.task
-        estimate = self.price * sum(len(r["text"]) for r in rows) / 4.7
+        estimate = self.price * estimate_tokens(sum(len(r["text"]) for r in rows))
         if self.budget is not None and not self.budget.reserve(estimate):
             self.result.batches_skipped += 1
             self.result.stopped = "spend cap reached"
