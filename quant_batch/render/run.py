@@ -120,9 +120,21 @@ def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices:
     part = Layout(Path(ctx.root)).image_parts / f"{ctx.run_id}-{row.key[:16]}.parquet"
     schema = IMAGE_SCHEMA.append(pa.field("png", pa.binary())) if ctx.embed_images else IMAGE_SCHEMA
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), part, {"run_id": ctx.run_id})
+    _remove_stale_images(Path(ctx.root), row.id, len(rows))
     res.parts.append(str(part))
     res.rendered += 1
     res.images += len(rows)
+
+
+def _remove_stale_images(root: Path, row_id: str, keep: int) -> None:
+    """After a re-render with fewer images, delete the old ``{id}_{n}.png`` beyond the new count.
+
+    Runs after the new part is on disk, so the catalog never points at a file removed early.
+    """
+    n = keep
+    while (stale := safe_output_path(root, row_id, n)).exists():
+        stale.unlink()
+        n += 1
 
 
 def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderContext, prices: PriceTable,

@@ -412,3 +412,27 @@ def test_sample_manifests_render_without_errors(tmp_path, image_client, emulator
     assert summary.errors == 0 and query(out, "SELECT count(*) FROM errors")[0][0] == 0
     assert summary.stats["rendered"] == len(rows) > 0
     assert query(out, "SELECT count(*) FROM images")[0][0] == expected == len(list(out.glob("*.png")))
+
+
+def test_rerender_with_fewer_images_removes_the_old_extras(tmp_path, api_env):
+    from quant_batch.config import RenderConfig, parse_config
+    from quant_batch.factory import build_client
+    from quant_batch.render.run import render_manifest
+
+    manifest = tmp_path / "m.jsonl"
+    out = tmp_path / "out"
+
+    def render(count: int):
+        manifest.write_text(
+            '{"id": "fox", "prompt": "a red fox in snow", "width": 320, "height": 320, "seed": 7, '
+            f'"numberOfImages": {count}}}\n'
+        )
+        cfg = parse_config(RenderConfig, {"manifest": str(manifest), "out": str(out)}, source="test")
+        with build_client(cfg.api, cfg.rate_limits, pool_size=2, images=True) as client:
+            return render_manifest(cfg, client)
+
+    assert render(3).stats["images"] == 3
+    assert sorted(p.name for p in out.glob("fox_*.png")) == ["fox_0.png", "fox_1.png", "fox_2.png"]
+    assert render(1).stats["images"] == 1
+    assert sorted(p.name for p in out.glob("fox_*.png")) == ["fox_0.png"]
+    assert query(out, "SELECT n FROM images WHERE id = 'fox'") == [(0,)]
