@@ -1,0 +1,28 @@
+"""Search ranks the same whether DuckDB or the memory-mapped matrix does it."""
+
+from __future__ import annotations
+
+import pytest
+
+from quant_batch.embed.run import run_corpus
+from quant_batch.search import search
+from tests.pipeline.conftest import corpus_config
+
+
+@pytest.mark.parametrize("query", ["when is the library open on sunday", "how to fix a flat bicycle tyre"])
+def test_matrix_search_equals_duckdb_search(corpus, tmp_path, client, query):
+    cfg = corpus_config(corpus, tmp_path / "index")
+    run_corpus(cfg, client)
+    by_sql = search(cfg.out, query, client, k=8, matrix_min_rows=10**9)
+    by_matrix = search(cfg.out, query, client, k=8, matrix_min_rows=1)
+    assert [h.chunk_id for h in by_matrix] == [h.chunk_id for h in by_sql]
+    assert [round(h.score, 4) for h in by_matrix] == [round(h.score, 4) for h in by_sql]
+    assert len(list((cfg.out / "state").glob("search-*.f32"))) == 1
+
+    # a run that changes the index makes the next search build a fresh matrix
+    (corpus / "library" / "opening-hours.md").unlink()
+    run_corpus(cfg, client)
+    after = search(cfg.out, query, client, k=8, matrix_min_rows=1)
+    assert all(h.source_path != "library/opening-hours.md" for h in after)
+    assert [h.chunk_id for h in after] == [h.chunk_id for h in search(cfg.out, query, client, k=8, matrix_min_rows=10**9)]
+    assert len(list((cfg.out / "state").glob("search-*.f32"))) == 1
