@@ -9,8 +9,12 @@ decay) is that budget; the local bucket stays in front of it for smooth pacing a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from quant_batch.client import QuantClient
+from quant_batch.config import ApiConfig, RateLimits
+from quant_batch.factory import build_client
 from quant_batch.ratelimit import NullRateLimiter, RateLimiter
 
 
@@ -51,3 +55,13 @@ def share_limit(client: QuantClient, name: str | None) -> QuantClient:
     if name:
         client.rate_limiter = PrefectRateLimit(name, client.rate_limiter)
     return client
+
+
+@contextmanager
+def flow_client(api: ApiConfig, limits: RateLimits, *, pool_size: int, images: bool = False) -> Iterator[QuantClient]:
+    """A client for a flow: the process-wide bucket, plus the Prefect limit when one is named."""
+    rate = limits.images_per_minute if images else limits.requests_per_minute
+    if limits.prefect_limit and rate:
+        ensure_rate_limit(limits.prefect_limit, rate)
+    with build_client(api, limits, pool_size=pool_size, images=images) as client:
+        yield share_limit(client, limits.prefect_limit)

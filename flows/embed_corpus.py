@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._common import Progress, publish_summary, submit_windowed
-from flows._limits import ensure_rate_limit, share_limit
+from flows._limits import ensure_rate_limit, flow_client, share_limit
 from quant_batch.client import QuantClient
 from quant_batch.config import ApiConfig, CorpusConfig, RateLimits, resolve_corpus_config
 from quant_batch.embed.plan import estimate_tokens
@@ -46,7 +46,7 @@ def embed_shard_task(
 def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
     log = get_run_logger()
     dask = cfg.task_runner == "dask"
-    if cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
+    if dask and cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
         ensure_rate_limit(cfg.rate_limits.prefect_limit, cfg.rate_limits.requests_per_minute)
     with CorpusRun(cfg) as run:
         plan = run.make_plan(replay=replay)
@@ -78,8 +78,7 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
             if refused:
                 run.results.append(ShardResult(batches_skipped=sum(s.end_batch - s.first_batch for s in refused)))
         else:
-            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
-                share_limit(client, cfg.rate_limits.prefect_limit)
+            with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
                 submit_windowed(
                     embed_shard_task, shards, cfg.concurrency, absorb,
                     client=client, budget=budget, price_per_token=run.price_per_token,

@@ -15,13 +15,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._common import Progress, publish_summary, submit_windowed
+from flows._limits import flow_client
 from quant_batch.client import QuantClient
 from quant_batch.embed.worker import Budget
 from quant_batch.enrich.config import load_enrich_config
 from quant_batch.enrich.run import EnrichRun
 from quant_batch.enrich.source import EnrichItem
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
-from quant_batch.factory import build_client
 from quant_batch.pricing import PriceTable
 
 
@@ -47,7 +47,7 @@ def enrich(target: str, concurrency: int | None = None, max_cost: float | None =
             run.absorb(result)
             progress.advance(result.enriched + result.failed + result.skipped_cap)
 
-        with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
+        with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
             submit_windowed(enrich_shard_task, run.shards(), cfg.concurrency, absorb,
                             client=client, ctx=run.context, budget=run.budget, prices=run.prices)
         summary = run.finish()

@@ -13,10 +13,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._common import Progress, publish_summary, submit_windowed
-from flows._limits import ensure_rate_limit, share_limit
+from flows._limits import flow_client
 from quant_batch.client import QuantClient
 from quant_batch.config import resolve_render_config
-from quant_batch.factory import build_client
 from quant_batch.pricing import PriceTable
 from quant_batch.render.manifest import RenderRow
 from quant_batch.render.run import RenderContext, RenderResult, RenderRun, render_rows
@@ -52,10 +51,7 @@ def render_images(
             run.absorb(result)
             progress.advance(result.rendered + result.failed)
 
-        if cfg.rate_limits.prefect_limit and cfg.rate_limits.images_per_minute:
-            ensure_rate_limit(cfg.rate_limits.prefect_limit, cfg.rate_limits.images_per_minute)
-        with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
-            share_limit(client, cfg.rate_limits.prefect_limit)
+        with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
             submit_windowed(render_shard_task, run.shards(), cfg.concurrency, absorb,
                             client=client, ctx=run.context, prices=run.prices)
         summary = run.finish()
