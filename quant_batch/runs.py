@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -83,6 +85,20 @@ def sum_results(results: list[R], cls: type[R]) -> R:
                 for k, v in value.items():
                     acc[k] = acc.get(k, 0) + v
     return total
+
+
+def interleaved_shards(items: list[R], concurrency: int) -> list[list[R]]:
+    """At most 4 × concurrency interleaved shards: few Prefect tasks, and slow units spread out."""
+    n = max(1, min(len(items), concurrency * 4))
+    return [items[i::n] for i in range(n)] if items else []
+
+
+def run_in_threads(session: Any, shards: list, work: Callable[[Any], Any], concurrency: int) -> None:
+    """The library's executor: ``work`` each shard on a bounded pool, ``absorb`` results as they
+    finish. Every future is waited on, like the flows' ``submit_windowed``."""
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for fut in as_completed([pool.submit(work, shard) for shard in shards]):
+            session.absorb(fut.result())
 
 
 def list_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:

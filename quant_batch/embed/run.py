@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import duckdb
@@ -19,7 +18,7 @@ from quant_batch.config import CorpusConfig
 from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
 from quant_batch.embed.worker import Budget, ShardResult, ShardTask, embed_shard
 from quant_batch.pricing import PriceTable, load_prices
-from quant_batch.runs import RunSession, RunSummary, sum_results
+from quant_batch.runs import RunSession, RunSummary, run_in_threads, sum_results
 from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import atomic_path, write_bytes_atomic
 from quant_batch.store.records import write_errors
@@ -244,12 +243,9 @@ def run_corpus(
             if on_progress:
                 on_progress(done, total)
 
-        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            futures = [
-                pool.submit(embed_shard, t, client, budget=budget, price_per_token=run.price_per_token, on_batch=progress)
-                for t in run.shard_tasks()
-            ]
-            for fut in as_completed(futures):
-                run.absorb(fut.result())
+        run_in_threads(run, run.shard_tasks(),
+                       lambda t: embed_shard(t, client, budget=budget, price_per_token=run.price_per_token,
+                                             on_batch=progress),
+                       config.concurrency)
         return run.finish()
 

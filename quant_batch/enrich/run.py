@@ -15,7 +15,6 @@ template hash, so it re-enriches every row).
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from quant_batch.client import QuantClient
@@ -25,7 +24,7 @@ from quant_batch.enrich.prompt import Prompt
 from quant_batch.enrich.source import EnrichItem, EnrichPlan, plan_enrich
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
 from quant_batch.pricing import load_prices
-from quant_batch.runs import RunSession, RunSummary, sum_results
+from quant_batch.runs import RunSession, RunSummary, interleaved_shards, run_in_threads, sum_results
 
 from quant_batch.store.records import write_errors
 
@@ -58,10 +57,7 @@ class EnrichRun(RunSession):
         return self.plan.items
 
     def shards(self) -> list[list[EnrichItem]]:
-        """At most 4×concurrency interleaved shards: few Prefect tasks, balanced load."""
-        items = self.plan.items if self.plan else []
-        n = max(1, min(len(items), self.config.concurrency * 4))
-        return [items[i::n] for i in range(n)] if items else []
+        return interleaved_shards(self.plan.items if self.plan else [], self.config.concurrency)
 
     def absorb(self, result: EnrichResult) -> None:
         """Load a shard's answers and errors: this is what marks its rows done."""
@@ -119,9 +115,8 @@ def enrich_table(config: EnrichConfig, client: QuantClient, *, replay: bool | st
     """Run a whole enrichment in this process with a thread pool (no Prefect)."""
     with EnrichRun(config, lock_wait=lock_wait) as run:
         run.make_plan(replay=replay)
-        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            futures = [pool.submit(enrich_items, shard, client, run.context, budget=run.budget,
-                                   prices=run.prices, on_item=on_row) for shard in run.shards()]
-            for fut in as_completed(futures):
-                run.absorb(fut.result())
+        run_in_threads(run, run.shards(),
+                       lambda shard: enrich_items(shard, client, run.context, budget=run.budget,
+                                                  prices=run.prices, on_item=on_row),
+                       config.concurrency)
         return run.finish()

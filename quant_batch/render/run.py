@@ -12,7 +12,6 @@ import io
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from quant_batch.pricing import PriceTable, load_prices
 from quant_batch.render.contact_sheet import write_contact_sheet
 from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
 from quant_batch.render.rules import output_size
-from quant_batch.runs import RunSession, RunSummary, sum_results
+from quant_batch.runs import RunSession, RunSummary, interleaved_shards, run_in_threads, sum_results
 from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors
@@ -239,9 +238,7 @@ class RenderRun(RunSession):
         return self.pending
 
     def shards(self) -> list[list[RenderRow]]:
-        """At most 4×concurrency interleaved shards: few Prefect tasks, balanced load."""
-        n = max(1, min(len(self.pending), self.config.concurrency * 4))
-        return [self.pending[i::n] for i in range(n)] if self.pending else []
+        return interleaved_shards(self.pending, self.config.concurrency)
 
     def absorb(self, result: RenderResult) -> None:
         assert self.catalog is not None
@@ -296,9 +293,7 @@ def render_manifest(config: RenderConfig, client: QuantClient, *, replay: bool |
     """Run a whole render job in this process with a thread pool (no Prefect)."""
     with RenderRun(config, lock_wait=lock_wait) as run:
         run.make_plan(replay=replay)
-        with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
-            futures = [pool.submit(render_rows, shard, client, run.context, prices=run.prices, on_row=on_row)
-                       for shard in run.shards()]
-            for fut in as_completed(futures):
-                run.absorb(fut.result())
+        run_in_threads(run, run.shards(),
+                       lambda shard: render_rows(shard, client, run.context, prices=run.prices, on_row=on_row),
+                       config.concurrency)
         return run.finish()
