@@ -174,7 +174,8 @@ def read_texts(path: Path) -> list[str]:
 
 def corpus_config(table: Path, out: Path, concurrency: int) -> Any:
     """A library run config: the table source, one chunk per text (max_chars above any text)."""
-    from quant_batch.config import CorpusConfig, parse_config
+    from quant_batch.embed.config import CorpusConfig
+    from quant_batch.config_files import parse_config
 
     data = {"sources": [{"table": str(table), "id_column": "id", "text_column": "text"}], "out": str(out),
             "chunking": {"max_chars": 4000, "overlap_chars": 0}, "concurrency": concurrency}
@@ -191,8 +192,8 @@ def corpus_yaml(table: Path, out: Path, concurrency: int, path: Path) -> Path:
 
 
 def library_client(concurrency: int) -> Any:
-    from quant_batch.config import ApiConfig, RateLimits
-    from quant_batch.factory import build_client
+    from quant_batch.client.config import ApiConfig, RateLimits
+    from quant_batch.client.factory import build_client
 
     return build_client(ApiConfig(), RateLimits(), pool_size=concurrency)
 

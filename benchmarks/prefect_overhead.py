@@ -26,7 +26,7 @@ def run(s: Settings) -> Outcome:
 
     from prefect import flow
 
-    from flows.embed_corpus import embed_corpus
+    from quant_batch.flows.embed_corpus import embed_corpus
 
     logging.getLogger("prefect").setLevel(logging.WARNING)
 

@@ -29,8 +29,10 @@ def write_manifest(path: Path, rows: int) -> Path:
 
 def render_once(s: Settings, manifest: Path, out_dir: Path, profiler: ThreadProfiler | None = None):
     import quant_batch.render.run as render_mod
-    from quant_batch.config import ApiConfig, RateLimits, RenderConfig, parse_config
-    from quant_batch.factory import build_client
+    from quant_batch.client.config import ApiConfig, RateLimits
+    from quant_batch.render.config import RenderConfig
+    from quant_batch.config_files import parse_config
+    from quant_batch.client.factory import build_client
 
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = parse_config(RenderConfig, {"manifest": str(manifest), "out": str(out_dir), "concurrency": s.concurrency},
@@ -70,7 +72,7 @@ def run(s: Settings) -> Outcome:
 
         from prefect import flow
 
-        from flows.render_images import render_images
+        from quant_batch.flows.render_images import render_images
 
         logging.getLogger("prefect").setLevel(logging.WARNING)
         flow(name="bench-noop")(lambda: None)()  # start the temporary server outside the timing

@@ -64,7 +64,7 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _print_summary(summary: dict[str, Any], title: str) -> int:
-    from quant_batch.runs import RunSummary
+    from quant_batch.runs.summary import RunSummary
 
     s = RunSummary(**{k: v for k, v in summary.items() if k != "wall_s"})
     table = Table(title=title, show_header=False)
@@ -75,7 +75,7 @@ def _print_summary(summary: dict[str, Any], title: str) -> int:
 
 
 def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:
-    import flows._common as common
+    import quant_batch.flows._common as common
 
     with _progress_bar(label) as update:
         common.progress_listener = update
@@ -97,17 +97,17 @@ def embed(
 ) -> None:
     """Embed a corpus into Parquet + DuckDB; only new or changed chunks are sent."""
     with _errors_to_exit():
-        from quant_batch.config import resolve_corpus_config
+        from quant_batch.embed.config import resolve_corpus_config
 
         cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
         if no_prefect:
             from quant_batch.embed.run import run_corpus
-            from quant_batch.factory import build_client
+            from quant_batch.client.factory import build_client
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client, _progress_bar("embedding") as up:
                 summary = run_corpus(cfg, client, replay=replay_run or replay, on_progress=up).to_dict()
         else:
-            from flows.embed_corpus import flow_for
+            from quant_batch.flows.embed_corpus import flow_for
 
             summary = _run_flow(
                 flow_for(cfg), "embedding", target=str(target), out=str(out) if out else None,
@@ -136,17 +136,17 @@ def render(
     params = dict(out=out, concurrency=concurrency, skip_invalid=skip_invalid or None, max_cost=max_cost,
                   defaults=defaults or None)
     with _errors_to_exit():
-        from quant_batch.config import resolve_render_config
+        from quant_batch.render.config import resolve_render_config
 
         cfg = resolve_render_config(target, **params)
         if no_prefect:
-            from quant_batch.factory import build_client
+            from quant_batch.client.factory import build_client
             from quant_batch.render.run import render_manifest
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
                 summary = render_manifest(cfg, client, replay=replay_run or replay).to_dict()
         else:
-            from flows.render_images import render_images
+            from quant_batch.flows.render_images import render_images
 
             summary = _run_flow(render_images, "rendering", target=str(target),
                                 **{k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}, replay=replay_run or replay)
@@ -171,12 +171,12 @@ def enrich(
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
         if no_prefect:
             from quant_batch.enrich.run import enrich_table
-            from quant_batch.factory import build_client
+            from quant_batch.client.factory import build_client
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
                 summary = enrich_table(cfg, client, replay=replay_run or replay).to_dict()
         else:
-            from flows.enrich import enrich as enrich_flow
+            from quant_batch.flows.enrich import enrich as enrich_flow
 
             summary = _run_flow(enrich_flow, "enriching", target=str(config), concurrency=concurrency,
                                 max_cost=max_cost, replay=replay_run or replay)
@@ -217,7 +217,7 @@ def search(
     """Print the chunks closest to QUERY, with score, source path and position."""
     with _errors_to_exit():
         from quant_batch.client import QuantClient
-        from quant_batch.search import search as run_search
+        from quant_batch.query.search import search as run_search
 
         with QuantClient() as client:
             hits = run_search(index, query, client, k=k)
@@ -236,8 +236,9 @@ def plan(
 ) -> None:
     """Show what a run would do and cost, sending zero API requests."""
     with _errors_to_exit():
-        from quant_batch import estimate
-        from quant_batch.config import resolve_corpus_config, resolve_render_config
+        from quant_batch.query import estimate
+        from quant_batch.embed.config import resolve_corpus_config
+        from quant_batch.render.config import resolve_render_config
         from quant_batch.enrich.config import is_enrich_config, load_enrich_config
 
         if is_enrich_config(target):
@@ -301,7 +302,7 @@ def runs(
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
 ) -> None:
     """List recent runs: status, counts, cost, errors, wall time."""
-    from quant_batch.runs import list_runs
+    from quant_batch.runs.summary import list_runs
     from quant_batch.store.layout import Layout
 
     rows = [
@@ -340,7 +341,7 @@ def serve(
 ) -> None:
     """Serve the flows of prefect.yaml with their schedules, without a work pool."""
     with _errors_to_exit():
-        from flows.deploy import serve as serve_deployments
+        from quant_batch.flows.deploy import serve as serve_deployments
 
         serve_deployments(prefect_yaml, name, limit)
 
@@ -358,18 +359,23 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes (index/ and renders/ inside).")] = Path("data"),
     query: Annotated[str, typer.Option(help="Search query to run after indexing.")] = "when is the library open on sunday",
 ) -> None:
-    """Offline demo: start the emulator, index data/corpus, search it, render data/prompts.jsonl."""
+    """Offline demo: start the emulator, index the bundled sample corpus, search it, render the sample manifest."""
+    from importlib.resources import as_file, files
+
     from quant_batch.emulator import EmulatorServer
 
     token = "demo-token"
-    with EmulatorServer(token=token) as emu:
+    with as_file(files("quant_batch") / "data" / "sample") as sample, EmulatorServer(token=token) as emu:
         os.environ.update(QUANT_API_KEY=token, QUANT_ORGANIZATION="demo-org", QUANT_BASE_URL=emu.base_url)
         console.print(f"emulator listening on {emu.base_url}")
+        out.mkdir(parents=True, exist_ok=True)
+        corpus_cfg = out / "demo-corpus.yaml"
+        corpus_cfg.write_text(_demo_config(Path(sample), out / "index"), encoding="utf-8")
         codes = []
         for cmd in (
-            ["embed", "configs/corpus.yaml", "--out", str(out / "index")],
+            ["embed", str(corpus_cfg)],
             ["search", str(out / "index"), query, "-k", "5"],
-            ["render", "data/prompts.jsonl", "--out", str(out / "renders")],
+            ["render", str(Path(sample) / "prompts.jsonl"), "--out", str(out / "renders")],
         ):
             console.rule(" ".join(["quant-batch", *cmd]))
             try:
@@ -379,6 +385,17 @@ def demo(
         stats = emu.stats()
     console.print(f"API calls made to the emulator: {stats.get('total_requests')}")
     raise typer.Exit(max(codes))
+
+
+def _demo_config(sample: Path, out: Path) -> str:
+    import json
+
+    # JSON is YAML: paths with quotes or colons stay intact
+    return json.dumps({
+        "sources": [{"path": str(sample / "corpus")}, {"table": str(sample / "corpus_table" / "faq.jsonl")}],
+        "out": str(out),
+        "chunking": {"max_chars": 1200, "overlap_chars": 150},
+    }, indent=2)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -6,6 +6,7 @@
     ├── LockError              another run holds the output folder
     ├── SpendCapReached        the next unit would exceed ``max_cost``
     └── ApiError               the API answered with an error or did not answer
+        ├── ServiceUnreachable no answer at all from the base URL (refused, DNS): stops the run
         ├── RequestRejected    terminal 4xx: never retried
         │   ├── AuthError          401 / 403
         │   ├── PayloadTooLarge    413
@@ -67,6 +68,14 @@ class ApiError(QuantError):
         self.server_message = server_message
         self.request_id = request_id
         super().__init__(message)
+
+
+class ServiceUnreachable(ApiError):
+    """The base URL never answered (connection refused, unknown host, TLS failure).
+
+    Not a per-record failure: nothing the run sends can succeed, so a run stops at once and the
+    unsent work stays pending for the next run instead of becoming dead letters.
+    """
 
 
 class RequestRejected(ApiError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import yaml
 
 from quant_batch.errors import ConfigError
 
-DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "configs" / "pricing.yaml"
+DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "pricing.yaml"  # package data, ships in the wheel
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,23 @@ def load_prices(path: Path | None = None) -> PriceTable:
         )
     except (yaml.YAMLError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{path}: invalid price table: {exc}") from None
+
+
+class Budget:
+    """Thread-safe spend cap: a batch is sent only if its estimated cost still fits."""
+
+    def __init__(self, cap: float | None, spent: float = 0.0):
+        self.cap = cap
+        self.spent = spent
+        self._lock = threading.Lock()
+
+    def reserve(self, estimate: float) -> bool:
+        with self._lock:
+            if self.cap is not None and self.spent + estimate > self.cap + 1e-12:
+                return False
+            self.spent += estimate
+            return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        with self._lock:
+            self.spent += actual - estimate

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-
-# the package is not installed in the venv; make the repo importable from any working directory
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
@@ -45,8 +40,8 @@ def api_env(emulator, monkeypatch):
 @pytest.fixture
 def client(api_env):
     """A pipeline client on the emulator with a short retry budget."""
-    from quant_batch.config import ApiConfig, RateLimits
-    from quant_batch.factory import build_client
+    from quant_batch.client.config import ApiConfig, RateLimits
+    from quant_batch.client.factory import build_client
 
     with build_client(ApiConfig(max_attempts=4, max_retry_seconds=30), RateLimits(), pool_size=8) as c:
         yield c

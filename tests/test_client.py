@@ -22,12 +22,12 @@ import requests
 from PIL import Image
 from pydantic import SecretStr
 
+from quant_batch.tokens import estimate_text_tokens
 from quant_batch.client import (
     QuantClient,
     RetryPolicy,
     StreamEvent,
     Timeouts,
-    estimate_tokens,
     parse_retry_after,
 )
 from quant_batch.client._errors import error_from_response, parse_index
@@ -46,8 +46,8 @@ from quant_batch.errors import (
     Timeout,
     TransientError,
 )
-from quant_batch.ratelimit import AdaptiveRateLimiter
-from quant_batch.settings import ApiSettings
+from quant_batch.client.ratelimit import AdaptiveRateLimiter
+from quant_batch.client.settings import ApiSettings
 
 TOKEN = "test-token-SECRET-123"  # the token conftest's emulator accepts
 ORG = "test-org"
@@ -334,7 +334,7 @@ def test_rate_limiter_hooks_see_every_attempt(emulator, waits):
     texts = ["some words here", "and a few more"]
     with QuantClient(settings_for(emulator), retry=FAST, rate_limiter=rec, sleep=waits.append) as c:
         c.embed(texts)
-    assert rec.acquired == [estimate_tokens(texts)] * 3
+    assert rec.acquired == [estimate_text_tokens(texts)] * 3
     assert (rec.throttles, rec.successes) == (2, 1)
 
 

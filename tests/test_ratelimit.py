@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from quant_batch.ratelimit import AdaptiveRateLimiter, NullRateLimiter, RateLimiter
+from quant_batch.client.ratelimit import AdaptiveRateLimiter, NullRateLimiter, RateLimiter
 
 
 class FakeClock:

@@ -5,7 +5,7 @@ one layer (tenacity, built from ``RetryPolicy``), paces itself through an option
 ``RateLimiter``, and raises only the errors of ``quant_batch.errors``.
 """
 
-from ._client import QuantClient, estimate_tokens
+from ._client import QuantClient
 from ._retry import RetryPolicy, build_retrying, parse_retry_after
 from ._types import (
     CallInfo,
@@ -28,6 +28,5 @@ __all__ = [
     "Timeouts",
     "Usage",
     "build_retrying",
-    "estimate_tokens",
     "parse_retry_after",
 ]

@@ -13,14 +13,16 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from quant_batch.errors import RateLimited, ServerError
-from quant_batch.ratelimit import NullRateLimiter, RateLimiter
-from quant_batch.settings import ApiSettings
+from quant_batch.client.ratelimit import NullRateLimiter, RateLimiter
+from quant_batch.client.settings import ApiSettings
 
 from ._errors import TRANSPORT_ERRORS, error_from_exception, error_from_response, request_id_of
 from ._parse import chat_fields, embedding_fields, image_fields
 from ._retry import RetryPolicy, build_retrying
 from ._sse import StreamError, stream_events
 from ._types import CallInfo, ChatResult, EmbeddingResult, ImageResult, StreamEvent, Timeouts
+
+from quant_batch.tokens import estimate_text_tokens
 
 log = logging.getLogger("quant_batch.client")
 
@@ -56,11 +58,6 @@ class _Call:
         return CallInfo(self.attempts, time.monotonic() - self.started, self.throttled, self.request_id)
 
 
-def estimate_tokens(texts: Iterable[str]) -> int:
-    """Rough token count for rate limiting: a token per 4 characters (Titan averages 4.7)."""
-    return sum(len(t) for t in texts) // 4 + 1
-
-
 def _chat_cost(request: Mapping[str, Any]) -> int:
     # the output budget counts against a TPM quota too, so reserve maxTokens up front
     texts = [request.get("systemPrompt") or ""]
@@ -70,7 +67,7 @@ def _chat_cost(request: Mapping[str, Any]) -> int:
             texts.append(content)
         elif isinstance(content, list):
             texts += [b["text"] for b in content if isinstance(b, Mapping) and isinstance(b.get("text"), str)]
-    return estimate_tokens(texts) + int(request.get("maxTokens") or 1024)
+    return estimate_text_tokens(texts) + int(request.get("maxTokens") or 1024)
 
 
 class QuantClient:
@@ -143,7 +140,7 @@ class QuantClient:
             raise ValueError("embed() needs at least one text")
         body = {"input": texts, "modelId": model, "dimensions": dimensions, "normalize": normalize}
         fields, info = self._call("embeddings", body, lambda r: embedding_fields(r, len(texts)),
-                                  cost=estimate_tokens(texts))
+                                  cost=estimate_text_tokens(texts))
         return EmbeddingResult(**fields, info=info)
 
     def generate_image(self, request: Mapping[str, Any]) -> ImageResult:

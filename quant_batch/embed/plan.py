@@ -15,7 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quant_batch.config import CorpusConfig, FolderSource, TableSource
+from quant_batch.corpus.sources import iter_sources
+from quant_batch.embed.config import CorpusConfig
 from quant_batch.corpus.chunking import chunk_text
 from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
 from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
@@ -24,8 +25,7 @@ from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord
-
-CHARS_PER_TOKEN = 4.7  # AWS's English average for Titan v2
+from quant_batch.tokens import estimate_tokens
 
 PLAN_SCHEMA = pa.schema(
     [
@@ -63,10 +63,6 @@ DOC_SCHEMA = pa.schema(
         ("run_id", pa.string()),
     ]
 )
-
-
-def estimate_tokens(chars: int) -> int:
-    return max(1, round(chars / CHARS_PER_TOKEN))
 
 
 @dataclass
@@ -154,20 +150,6 @@ class _Batcher:
         self.writer.close()
 
 
-def iter_sources(config: CorpusConfig) -> Iterator[Document | DocumentError]:
-    for source in config.sources:
-        if isinstance(source, FolderSource):
-            if not source.path.is_dir():
-                raise InputError("source folder not found", path=str(source.path))
-            yield from iter_folder(source.path, source.include, source.exclude)
-        elif isinstance(source, TableSource):
-            if not source.table.is_file():
-                raise InputError("source table not found", path=str(source.table))
-            yield from iter_table(
-                source.table, id_column=source.id_column, text_column=source.text_column, root=source.table.parent
-            )
-
-
 def _previous_documents(layout: Layout, generation: str) -> dict[str, tuple[str, str, str, int]]:
     """doc_id → (content_hash, chunker, status, chunks) from the last finished run of this space."""
     path = layout.documents(generation)
@@ -221,7 +203,7 @@ def plan_corpus(
     batcher = _Batcher(plan.path, config.batch_size, config.max_batch_chars)
     pending_keys: set[str] = set()
     try:
-        for item in documents if documents is not None else iter_sources(config):
+        for item in documents if documents is not None else iter_sources(config.sources):
             stats.documents += 1
             if isinstance(item, DocumentError):
                 stats.documents_failed += 1

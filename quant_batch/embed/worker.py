@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quant_batch.client import EmbeddingResult, QuantClient
-from quant_batch.embed.plan import estimate_tokens
+from quant_batch.pricing import Budget
+from quant_batch.tokens import estimate_tokens
 from quant_batch.errors import AuthError, RequestRejected, TransientError
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
@@ -59,26 +60,6 @@ class ShardResult:
     batches_done: int = 0
     batches_skipped: int = 0
     stopped: str | None = None
-
-
-class Budget:
-    """Thread-safe spend cap: a batch is sent only if its estimated cost still fits."""
-
-    def __init__(self, cap: float | None, spent: float = 0.0):
-        self.cap = cap
-        self.spent = spent
-        self._lock = threading.Lock()
-
-    def reserve(self, estimate: float) -> bool:
-        with self._lock:
-            if self.cap is not None and self.spent + estimate > self.cap + 1e-12:
-                return False
-            self.spent += estimate
-            return True
-
-    def settle(self, estimate: float, actual: float) -> None:
-        with self._lock:
-            self.spent += actual - estimate
 
 
 _crash_counter = 0

@@ -22,15 +22,17 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from quant_batch.tokens import CHARS_PER_TOKEN  # noqa: F401  (the emulator counts like the pipeline)
+from quant_batch.tokens import estimate_tokens as _estimate
+
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 # weight of the whole-text component relative to the bag-of-words part
 _TEXT_HASH_WEIGHT = 0.15
-CHARS_PER_TOKEN = 4.7
 
 
 def estimate_tokens(text: str) -> int:
-    """Titan-like token estimate: about 4.7 characters per token, at least 1."""
-    return max(1, round(len(text) / CHARS_PER_TOKEN))
+    """Titan-like token count for one text (the pipeline's own estimate: one rule, one home)."""
+    return _estimate(len(text))
 
 
 def _seed_bytes(*parts: Any) -> bytes:

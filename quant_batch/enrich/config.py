@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from quant_batch.config import ApiConfig, RateLimits, _Strict, parse_config, read_yaml
+from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.config_files import _Strict, parse_config, read_yaml
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

@@ -21,7 +21,7 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from quant_batch.client import ChatResult, QuantClient
-from quant_batch.embed.worker import Budget
+from quant_batch.pricing import Budget
 from quant_batch.enrich.prompt import chat_request, repair_request
 from quant_batch.enrich.source import EnrichItem, read_image
 from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError

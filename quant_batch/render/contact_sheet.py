@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from quant_batch.runs import RunSummary
+from quant_batch.runs.summary import RunSummary
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.files import write_bytes_atomic
 

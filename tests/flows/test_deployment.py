@@ -8,7 +8,7 @@ import pytest
 from prefect.deployments import run_deployment
 from prefect.runner import Runner
 
-from flows.deploy import load_deployments
+from quant_batch.flows.deploy import load_deployments
 from tests.pipeline.conftest import REPO, api_calls, query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -39,8 +39,8 @@ def test_deployment_from_prefect_yaml_runs_against_the_emulator(tmp_path, api_en
 def test_api_key_from_a_prefect_secret_block(api_env, monkeypatch):
     from prefect.blocks.system import Secret
 
-    from quant_batch.config import ApiConfig, RateLimits
-    from quant_batch.factory import build_client
+    from quant_batch.client.config import ApiConfig, RateLimits
+    from quant_batch.client.factory import build_client
     from tests.conftest import TEST_TOKEN
 
     Secret(value=TEST_TOKEN).save("quant-test-key", overwrite=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.enrich import enrich
+from quant_batch.flows.enrich import enrich
 from quant_batch.embed.run import run_corpus
 from tests.pipeline.conftest import SAMPLE_CORPUS, api_calls, corpus_config, query
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.embed_corpus import embed_corpus
+from quant_batch.flows.embed_corpus import embed_corpus
 from tests.pipeline.test_rate_limits import _docs, _max_per_window
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

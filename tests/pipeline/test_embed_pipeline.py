@@ -15,7 +15,7 @@ from quant_batch.corpus.chunking import chunk_text
 from quant_batch.corpus.readers import iter_folder
 from quant_batch.embed.run import CorpusRun, run_corpus
 from quant_batch.errors import LockError
-from quant_batch.search import search
+from quant_batch.query.search import search
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
 

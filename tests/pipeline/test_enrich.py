@@ -11,10 +11,12 @@ from quant_batch.enrich.config import EnrichConfig
 from quant_batch.enrich.prompt import repair_request
 from quant_batch.enrich.run import enrich_table
 from quant_batch.embed.run import run_corpus
-from quant_batch.config import ApiConfig, RateLimits, RenderConfig, parse_config
+from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.render.config import RenderConfig
+from quant_batch.config_files import parse_config
 from quant_batch.errors import ConfigError
-from quant_batch.estimate import plan_enrich_dry
-from quant_batch.factory import build_client
+from quant_batch.query.estimate import plan_enrich_dry
+from quant_batch.client.factory import build_client
 from quant_batch.render.run import render_manifest
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout

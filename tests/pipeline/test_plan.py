@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quant_batch.embed.run import run_corpus
-from quant_batch.estimate import plan_corpus_dry
+from quant_batch.query.estimate import plan_corpus_dry
 from tests.pipeline.conftest import api_calls, corpus_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quant_batch.embed.run import run_corpus
-from quant_batch.search import search
+from quant_batch.query.search import search
 from tests.pipeline.conftest import corpus_config
 
 

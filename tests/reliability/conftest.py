@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from quant_batch.client import QuantClient, RetryPolicy, Timeouts
-from quant_batch.settings import ApiSettings
+from quant_batch.client.settings import ApiSettings
 
 from tests.conftest import TEST_ORG, TEST_TOKEN
 

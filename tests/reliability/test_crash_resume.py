@@ -23,7 +23,7 @@ import duckdb
 import pytest
 import yaml
 
-from quant_batch.config import RenderConfig
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.run import render_manifest
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout

@@ -23,7 +23,9 @@ from typer.testing import CliRunner
 
 from quant_batch.cli import app
 from quant_batch.client import RetryPolicy, Timeouts
-from quant_batch.config import CorpusConfig, RenderConfig, parse_config
+from quant_batch.embed.config import CorpusConfig
+from quant_batch.render.config import RenderConfig
+from quant_batch.config_files import parse_config
 from quant_batch.embed.run import run_corpus
 from quant_batch.errors import AuthError
 from quant_batch.render.run import render_manifest

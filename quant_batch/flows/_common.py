@@ -8,7 +8,7 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
-from quant_batch.runs import RunSummary
+from quant_batch.runs.summary import RunSummary
 
 # the CLI sets this to drive its progress bar; a flow parameter cannot carry a callable
 progress_listener: Callable[[int, int], None] | None = None

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from quant_batch.client import QuantClient
-from quant_batch.config import ApiConfig, RateLimits
-from quant_batch.factory import build_client
-from quant_batch.ratelimit import NullRateLimiter, RateLimiter
+from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.client.factory import build_client
+from quant_batch.client.ratelimit import NullRateLimiter, RateLimiter
 
 
 class PrefectRateLimit:

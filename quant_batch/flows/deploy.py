@@ -8,7 +8,6 @@ triggered with ``prefect deployment run``.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,12 @@ from quant_batch.errors import ConfigError
 
 
 def _flow(entrypoint: str) -> Any:
-    path, _, name = entrypoint.partition(":")
-    module = path.removesuffix(".py").replace("/", ".")
+    """``path/to/file.py:flow`` (relative to the deployment file) or ``package.module:flow``."""
+    from prefect.utilities.importtools import import_object
+
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
+        return import_object(entrypoint)
+    except (ImportError, AttributeError, FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"prefect.yaml: entrypoint {entrypoint!r} cannot be loaded: {exc}") from None
 
 

@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from quant_batch.config import CorpusConfig, RenderConfig
+from quant_batch.embed.config import CorpusConfig
+from quant_batch.render.config import RenderConfig
 from quant_batch.embed.plan import count_removed, plan_corpus
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.hashing import embedding_generation

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from quant_batch.client import QuantClient, RetryPolicy, Timeouts
-from quant_batch.config import ApiConfig, RateLimits
-from quant_batch.ratelimit import AdaptiveRateLimiter
-from quant_batch.settings import ApiSettings
+from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.client.ratelimit import AdaptiveRateLimiter
+from quant_batch.client.settings import ApiSettings
 
 # one limiter per (rpm, tpm) setting per process: every client of every run in this process
 # draws from the same bucket, which is what the account's limit is

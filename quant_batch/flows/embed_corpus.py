@@ -1,0 +1,127 @@
+"""Prefect flow: index a corpus into vectors (``quant-batch embed`` runs this).
+
+The flow is thin: planning, embedding and loading are library calls. Prefect adds the task
+boundaries (one task per shard of up to 25 API batches, never per text), a bounded window of
+in-flight shards, a whole-shard retry, progress and summary artifacts, and, optionally, Dask.
+Credentials are read inside the process from the environment or a Secret block, never passed
+as parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from quant_batch.flows._common import Progress, publish_summary, submit_windowed
+from quant_batch.flows._limits import ensure_rate_limit, flow_client, share_limit
+from quant_batch.client import QuantClient
+from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.embed.config import CorpusConfig, resolve_corpus_config
+from quant_batch.tokens import estimate_tokens
+from quant_batch.embed.run import CorpusRun
+from quant_batch.pricing import Budget
+from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
+from quant_batch.client.factory import build_client
+
+
+@task(name="embed-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def embed_shard_task(
+    shard: ShardTask,
+    client: QuantClient | None = None,
+    budget: Budget | None = None,
+    price_per_token: float = 0.0,
+    api: ApiConfig | None = None,
+    limits: RateLimits | None = None,
+) -> ShardResult:
+    """Embed one shard; on a remote worker (Dask) build a client from the environment."""
+    if client is None:
+        limits = limits or RateLimits()
+        with build_client(api or ApiConfig(), limits, pool_size=2) as own:
+            share_limit(own, limits.prefect_limit)
+            return embed_shard(shard, own, budget=budget, price_per_token=price_per_token)
+    return embed_shard(shard, client, budget=budget, price_per_token=price_per_token)
+
+
+def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
+    log = get_run_logger()
+    dask = cfg.task_runner == "dask"
+    if dask and cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
+        ensure_rate_limit(cfg.rate_limits.prefect_limit, cfg.rate_limits.requests_per_minute)
+    with CorpusRun(cfg) as run:
+        plan = run.make_plan(replay=replay)
+        st = plan.stats
+        log.info(
+            "planned %s documents, %s chunks: %s new in %s batches, %s unchanged",
+            st.documents, st.chunks_total, st.chunks_pending, st.batches, st.chunks_unchanged,
+        )
+        progress = Progress("embed-progress", st.chunks_pending, f"chunks embedded ({run.summary.run_id})")
+        budget = Budget(cfg.max_cost)
+
+        def absorb(result: ShardResult) -> None:
+            run.absorb(result)
+            progress.advance(result.embedded + result.failed)
+
+        def affordable(shard: ShardTask) -> bool:
+            # Dask workers cannot share the Budget object: gate whole shards here instead
+            if not dask or cfg.max_cost is None:
+                return True
+            chars = sum(plan.batch_chars[shard.first_batch:shard.end_batch])
+            return budget.reserve(run.price_per_token * estimate_tokens(chars))
+
+        shards = run.shard_tasks()
+        if dask:
+            refused = submit_windowed(
+                embed_shard_task, shards, cfg.concurrency, absorb, may_submit=affordable,
+                price_per_token=run.price_per_token, api=cfg.api, limits=cfg.rate_limits,
+            )
+            if refused:
+                run.results.append(ShardResult(batches_skipped=sum(s.end_batch - s.first_batch for s in refused)))
+        else:
+            with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
+                submit_windowed(
+                    embed_shard_task, shards, cfg.concurrency, absorb,
+                    client=client, budget=budget, price_per_token=run.price_per_token,
+                )
+        summary = run.finish()
+    publish_summary("embed-summary", "Corpus embedding run", summary)
+    log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")
+    return summary.to_dict()
+
+
+@flow(name="embed-corpus", task_runner=ThreadPoolTaskRunner(max_workers=64))
+def embed_corpus(
+    target: str,
+    out: str | None = None,
+    concurrency: int | None = None,
+    max_cost: float | None = None,
+    replay: bool | str = False,
+) -> dict[str, Any]:
+    """Embed a corpus: ``target`` is a run config (YAML) or a folder of documents.
+
+    Returns the run summary (also in ``<out>/runs/`` and the ``runs`` table).
+    """
+    cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
+    return _run(cfg, replay)
+
+
+def flow_for(cfg: CorpusConfig):
+    """The flow with the task runner the config asks for (threads, or Dask processes)."""
+    if cfg.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.dask_address:
+            runner = DaskTaskRunner(address=cfg.dask_address)
+        else:
+            per = max(1, -(-cfg.concurrency // cfg.dask_workers))
+            runner = DaskTaskRunner(cluster_kwargs={"n_workers": cfg.dask_workers, "threads_per_worker": per, "processes": True})
+        return embed_corpus.with_options(task_runner=runner)
+    return embed_corpus
+
+
+if __name__ == "__main__":
+    import sys
+
+    embed_corpus(sys.argv[1])
