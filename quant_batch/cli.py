@@ -71,7 +71,7 @@ def _print_summary(summary: dict[str, Any], title: str) -> int:
     for k, v in s.table():
         table.add_row(k, v)
     out_console.print(table)
-    return 0 if s.status == "completed" else 1
+    return s.exit_code
 
 
 def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:

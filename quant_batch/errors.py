@@ -120,3 +120,16 @@ class ConnectionDropped(TransientError):
 
 class Timeout(TransientError):
     """The service did not answer within the configured timeout."""
+
+
+RUN_STOPPERS = (AuthError, ServiceUnreachable)
+"""Failures that no further call of the run can avoid: the run stops sending at once."""
+
+
+def stop_reason(exc: ApiError) -> str:
+    """One line that says why a run stopped and what to do (never the token or the organisation)."""
+    if isinstance(exc, AuthError):
+        status = f"HTTP {exc.status}" if exc.status else "authentication"
+        return (f"the API refused the credentials ({status}); check QUANT_API_KEY / QUANT_ORGANIZATION "
+                "or the Secret block named in api.secret_block")
+    return str(exc)

@@ -50,7 +50,7 @@ def test_sample_corpus_end_to_end(corpus, tmp_path, client, emulator):
     assert runs == [("completed", summary.api_calls)]
 
     hits = search(out, "what time does the library open on sunday", client, k=3)
-    assert hits[0].source_path == "library/opening-hours.md"
+    assert hits[0].source_path == "corpus/library/opening-hours.md"
     assert hits[0].score >= hits[-1].score
 
 
@@ -93,8 +93,8 @@ def test_edit_delete_add_moves_only_their_chunks(corpus, tmp_path, client, emula
     assert s.stats["chunks_removed"] == deleted_chunks + gone_from_edit
     after = query(cfg.out, "SELECT count(*) FROM chunks")[0][0]
     assert after == total_before - deleted_chunks - len(old_edit) + len(new_edit) + 1
-    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'recipes/soups.md'")[0][0] == 0
-    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'branches/parking.txt'")[0][0] == 1
+    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'corpus/recipes/soups.md'")[0][0] == 0
+    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'corpus/branches/parking.txt'")[0][0] == 1
 
 
 def test_crash_between_part_write_and_ledger_mark(corpus, tmp_path, emulator, api_env):
@@ -137,7 +137,7 @@ def test_bad_inputs_become_error_rows(corpus, tmp_path, client):
     assert s.status == "errors"
     errs = query(cfg.out, "SELECT source_path, stage FROM errors WHERE run_id = ?", [s.run_id])
     failed = {p for p, stage in errs if stage == "read"}
-    assert {"bad/binary.txt", "bad/empty.md", "bad/corrupt.pdf", "bad/random.txt"} <= failed
+    assert {"corpus/bad/binary.txt", "corpus/bad/empty.md", "corpus/bad/corrupt.pdf", "corpus/bad/random.txt"} <= failed
     good = query(cfg.out, "SELECT count(DISTINCT doc_id) FROM chunks")[0][0]
     assert good == s.stats["documents"] - s.stats["documents_failed"]
 
@@ -152,7 +152,7 @@ def test_poison_text_is_isolated_by_bisection(tmp_path, client, emulator):
     s = run_corpus(cfg, client)
     assert s.stats["embedded"] == 38
     errs = query(cfg.out, "SELECT doc_id, status, message FROM errors WHERE stage = 'embed' ORDER BY doc_id")
-    assert [e[0] for e in errs] == ["n07.txt", "n31.txt"]
+    assert [e[0] for e in errs] == ["docs/n07.txt", "docs/n31.txt"]
     assert all(e[1] == 400 and e[2] for e in errs)
     # bisection: far fewer calls than one per text
     assert api_calls(emulator) < 20
@@ -173,8 +173,8 @@ def test_quality_gate_rejects_bad_vectors(tmp_path, client):
     s = run_corpus(cfg, client)
     assert s.stats["embedded"] == 1
     rows = query(cfg.out, "SELECT doc_id, stage, message FROM errors")
-    assert rows == [("nan.txt", "quality", "vector has NaN or infinite values")]
-    assert query(cfg.out, "SELECT doc_id FROM chunks") == [("ok.txt",)]
+    assert rows == [("docs/nan.txt", "quality", "vector has NaN or infinite values")]
+    assert query(cfg.out, "SELECT doc_id FROM chunks") == [("docs/ok.txt",)]
 
 
 def test_catalog_rebuild_from_parts(corpus, tmp_path, client):
@@ -238,12 +238,12 @@ def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emula
 
     before = api_calls(emulator)
     res = runner.invoke(app, [*base, "--run", "embed-some-other-run"])
-    assert res.exit_code == 0, res.output  # nothing of that run to replay: nothing sent
+    assert res.exit_code != 0, res.output  # nothing of that run to replay: nothing sent, and not "ok"
     assert api_calls(emulator) == before
 
     res = runner.invoke(app, [*base, "--run", first.run_id])
     assert res.exit_code == 1  # the poison text fails again, and says so
     assert api_calls(emulator) == before + 1
-    rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'n05.txt' AND stage = 'embed'")
+    rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'docs/n05.txt' AND stage = 'embed'")
     assert rows[0][0] == 2
     assert query(cfg.out, "SELECT count(*) FROM chunks")[0][0] == 11
