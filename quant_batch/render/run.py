@@ -147,10 +147,10 @@ def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderCo
     quality = cfg.get("quality", "standard")
     model = request.get("modelId", "amazon.nova-canvas-v1:0")
     rows = []
-    for n, data in enumerate(out.images):
-        path = safe_output_path(Path(ctx.root), row.id, n)
+    # every name and size first: a row that fails here leaves no file behind
+    sized = [(safe_output_path(Path(ctx.root), row.id, n), data, *_png_info(data)) for n, data in enumerate(out.images)]
+    for n, (path, data, width, height) in enumerate(sized):
         write_bytes_atomic(path, data)
-        width, height = _png_info(data)
         cost = prices.image_cost(model, width, height, quality)
         res.cost_usd += cost
         size_key = f"{width}x{height}/{quality}"
