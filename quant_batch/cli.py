@@ -85,6 +85,14 @@ def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:
             common.progress_listener = None
 
 
+def _check_replay_run(out: Path, kind: str, run_id: str | None) -> None:
+    """--replay-run names a run of this output folder, or nothing is sent (exit 2)."""
+    if run_id:
+        from quant_batch.runs.summary import check_replay_target
+
+        check_replay_target(Path(out), kind, run_id)
+
+
 @app.command()
 def embed(
     target: Annotated[Path, typer.Argument(help="Run config (YAML) or a folder of documents.")],
@@ -100,6 +108,7 @@ def embed(
         from quant_batch.embed.config import resolve_corpus_config
 
         cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
+        _check_replay_run(cfg.out, "embed", replay_run)
         if no_prefect:
             from quant_batch.embed.run import run_corpus
             from quant_batch.client.factory import build_client
@@ -139,6 +148,7 @@ def render(
         from quant_batch.render.config import resolve_render_config
 
         cfg = resolve_render_config(target, **params)
+        _check_replay_run(cfg.out, "render", replay_run)
         if no_prefect:
             from quant_batch.client.factory import build_client
             from quant_batch.render.run import render_manifest
@@ -169,6 +179,7 @@ def enrich(
         from quant_batch.enrich.config import load_enrich_config
 
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
+        _check_replay_run(cfg.catalog, "enrich", replay_run)
         if no_prefect:
             from quant_batch.enrich.run import enrich_table
             from quant_batch.client.factory import build_client
@@ -194,18 +205,46 @@ def replay(
 ) -> None:
     """Retry the dead-letter set: records that failed terminally (all, or those of one run).
 
-    The ledger keeps it idempotent: anything done since is skipped, and transient failures
-    are retried by every normal run anyway.
+    Only the failures of an existing output folder are resent: a folder with no output of this
+    kind, or an unknown --run id, is exit 2 before anything is sent. The ledger keeps it
+    idempotent: anything done since is skipped, and transient failures are retried by every
+    normal run anyway.
     """
-    command = "render" if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target) else "embed"
-    if command == "embed" and target.suffix.lower() in (".yaml", ".yml") and target.is_file():
-        from quant_batch.enrich.config import is_enrich_config
+    with _errors_to_exit():
+        from quant_batch.runs.summary import check_replay_target
 
-        command = "enrich" if is_enrich_config(target) else "embed"
+        command = _stage_of(target)
+        check_replay_target(_output_folder(command, target, out), command, run)
     argv = [command, str(target), *(["--out", str(out)] if out and command != "enrich" else [])]
     argv += ["--replay-run", run] if run else ["--replay"]
     argv += ["--no-prefect"] if no_prefect else []
     raise typer.Exit(app(argv, standalone_mode=False) or 0)
+
+
+def _stage_of(target: Path) -> str:
+    """embed, render or enrich: the command a config, folder or manifest belongs to."""
+    if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
+        return "render"
+    if target.suffix.lower() in (".yaml", ".yml") and target.is_file():
+        from quant_batch.enrich.config import is_enrich_config
+
+        return "enrich" if is_enrich_config(target) else "embed"
+    return "embed"
+
+
+def _output_folder(command: str, target: Path, out: Path | None) -> Path:
+    """The output folder a run of ``command`` on ``target`` would write to (configs are validated)."""
+    if command == "enrich":
+        from quant_batch.enrich.config import load_enrich_config
+
+        return Path(load_enrich_config(target).catalog)
+    if command == "render":
+        from quant_batch.render.config import resolve_render_config
+
+        return Path(resolve_render_config(target, out=out).out)
+    from quant_batch.embed.config import resolve_corpus_config
+
+    return Path(resolve_corpus_config(target, out=out).out)
 
 
 @app.command()

@@ -237,9 +237,12 @@ def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emula
     base = ["replay", str(cfg_file), "--no-prefect"]
 
     before = api_calls(emulator)
+    runs_before = sorted(p.name for p in (cfg.out / "runs").iterdir())
     res = runner.invoke(app, [*base, "--run", "embed-some-other-run"])
-    assert res.exit_code == 0, res.output  # nothing of that run to replay: nothing sent
+    assert res.exit_code == 2, res.output  # an unknown run id is a mistake, not an empty success
+    assert "embed-some-other-run" in res.output and first.run_id in res.output  # names a real one
     assert api_calls(emulator) == before
+    assert sorted(p.name for p in (cfg.out / "runs").iterdir()) == runs_before  # no run recorded
 
     res = runner.invoke(app, [*base, "--run", first.run_id])
     assert res.exit_code == 1  # the poison text fails again, and says so
@@ -247,3 +250,23 @@ def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emula
     rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'n05.txt' AND stage = 'embed'")
     assert rows[0][0] == 2
     assert query(cfg.out, "SELECT count(*) FROM chunks")[0][0] == 11
+
+
+def test_replay_never_starts_a_fresh_run(tmp_path, api_env, monkeypatch):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Some text worth paying for.")
+    monkeypatch.chdir(tmp_path)  # the default output folder, data/index, is relative
+    runner = CliRunner()
+    for argv in (["replay", str(docs)], ["replay", str(docs), "--out", str(tmp_path / "empty")],
+                 ["replay", str(docs), "--run", "embed-20240101T000000-abcdef"]):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        res = runner.invoke(app, [*argv, "--no-prefect"])
+        assert res.exit_code == 2, res.output
+        assert "holds no embed output" in " ".join(res.output.split())
+    assert api_calls(api_env) == 0
+    assert not (tmp_path / "data").exists() and list((tmp_path / "empty").iterdir()) == []
