@@ -270,3 +270,42 @@ def test_replay_never_starts_a_fresh_run(tmp_path, api_env, monkeypatch):
         assert "holds no embed output" in " ".join(res.output.split())
     assert api_calls(api_env) == 0
     assert not (tmp_path / "data").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def _docs(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_text(f"Contents of {name}, long enough to be a chunk of its own.")
+    return folder
+
+
+@pytest.mark.parametrize("names, include, expected", [
+    ([], None, "matched 0 documents; the folder holds no files"),
+    (["a.xyz", "b.xyz", "c.bin"], None, "matched 0 documents; skipped 3 files: .xyz 2, .bin 1 (unsupported)"),
+    (["a.md", "b.md", "c.bin"], ["*.rst"],
+     "matched 0 documents; skipped 3 files: .bin 1 (unsupported); .md 2 (not matched by include/exclude)"),
+], ids=["empty", "unsupported", "include-matches-nothing"])
+def test_zero_matched_documents_is_exit_2_and_records_no_run(tmp_path, api_env, names, include, expected):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = _docs(tmp_path / "docs", names)
+    out = tmp_path / "index"
+    source = {"path": str(docs), **({"include": include} if include else {})}
+    cfg_file = tmp_path / "corpus.yaml"
+    cfg_file.write_text(corpus_config(docs, out, sources=[source]).model_dump_json())
+    res = CliRunner().invoke(app, ["embed", str(cfg_file), "--no-prefect"])
+
+    assert res.exit_code == 2, res.output
+    message = " ".join(res.output.split())
+    assert str(docs) in message and expected in message
+    assert api_calls(api_env) == 0 and not out.exists()  # no run record, no catalog
+
+
+def test_a_run_says_which_files_it_skipped(tmp_path, client, emulator):
+    docs = _docs(tmp_path / "docs", ["a.md", "b.txt", "notes.xyz", "data.csv"])
+    summary = run_corpus(corpus_config(docs, tmp_path / "index"), client)
+    assert summary.status == "completed" and summary.stats["documents"] == 2
+    assert summary.stats["files_skipped"] == ".csv 1, .xyz 1 (unsupported)"
+    assert ("files skipped", ".csv 1, .xyz 1 (unsupported)") in summary.table()
