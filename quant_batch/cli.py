@@ -257,7 +257,9 @@ def search(
     with _errors_to_exit():
         from quant_batch.client import QuantClient
         from quant_batch.query.search import search as run_search
+        from quant_batch.store.layout import Layout
 
+        Layout(index).require_output()
         with QuantClient() as client:
             hits = run_search(index, query, client, k=k)
     table = Table("score", "source", "pos", "text")
@@ -344,10 +346,12 @@ def runs(
     from quant_batch.runs.summary import list_runs
     from quant_batch.store.layout import Layout
 
+    with _errors_to_exit():
+        layout = Layout(out).require_output()
     rows = [
         (r["run_id"], r.get("kind"), r.get("status"), r.get("api_calls"), r.get("errors"), r.get("cost_usd"),
          r.get("wall_s"), r.get("reason") or "")
-        for r in list_runs(Layout(out).runs, limit)
+        for r in list_runs(layout.runs, limit)
     ]
     table = Table("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason")
     for r in rows:
@@ -363,7 +367,7 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
         from quant_batch.store.layout import Layout
         from quant_batch.store.lock import OutputLock
 
-        layout = Layout(out)
+        layout = Layout(out).require_output()
         with OutputLock(layout.root):
             for p in (layout.catalog, layout.catalog.with_suffix(".duckdb.wal")):
                 p.unlink(missing_ok=True)

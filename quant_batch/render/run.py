@@ -200,10 +200,14 @@ class RenderRun(RunSession):
     """The single-writer side of one render run; use as a context manager."""
 
     def __init__(self, config: RenderConfig, *, lock_wait: float = 0.0):
+        # read and check the manifest before the session opens: a mistyped path or an invalid
+        # manifest leaves no catalog and no run record behind
+        self.manifest: Manifest = load_manifest(config.manifest, config.defaults)
+        if self.manifest.problems and not config.skip_invalid:
+            self.manifest.raise_for_problems()
         super().__init__(config.out, "render", lock_wait=lock_wait)
         self.config = config
         self.prices = load_prices(config.pricing)
-        self.manifest: Manifest | None = None
         self.pending: list[RenderRow] = []
         self.skipped_cap: list[RenderRow] = []
         self.skipped_failed: list[RenderRow] = []  # failed terminally before; only replay resends them
@@ -215,12 +219,8 @@ class RenderRun(RunSession):
         return RenderContext(str(self.layout.root), self.summary.run_id, self.config.embed_images)
 
     def make_plan(self, *, replay: bool | str = False) -> list[RenderRow]:
-        """Validate the manifest and pick the rows to render; raises if invalid (unless skip_invalid)."""
+        """Pick the rows of the (already validated) manifest to render."""
         assert self.catalog is not None
-        self.manifest = load_manifest(self.config.manifest, self.config.defaults)
-        if self.manifest.problems and not self.config.skip_invalid:
-            self.manifest.raise_for_problems()
-        self.summary.save(self.layout.runs)
         done = self.catalog.done_image_keys()
         dead = self.catalog.dead_letter_keys(("render",), replay=replay) - done
         budget = self.config.max_cost
@@ -250,7 +250,7 @@ class RenderRun(RunSession):
             self.catalog.load_error_parts([Path(result.error_part)])
 
     def finish(self) -> RunSummary:
-        assert self.catalog is not None and self.manifest is not None
+        assert self.catalog is not None
         s, cat = self.summary, self.catalog
         invalid = [
             ErrorRecord(s.run_id, "validate", r.reason, source_path=str(self.manifest.path), line=r.line, doc_id=r.id)

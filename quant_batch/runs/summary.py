@@ -56,7 +56,7 @@ class RunSummary:
     def table(self) -> list[tuple[str, str]]:
         """Rows for a printed or artifact summary."""
         rows = [("run", self.run_id), ("status", self.status + (f" ({self.reason})" if self.reason else ""))]
-        rows += [(k.replace("_", " "), str(v)) for k, v in self.stats.items()]
+        rows += [(k.replace("_", " "), _show(v)) for k, v in self.stats.items()]
         rows += [
             ("api calls", str(self.api_calls)),
             ("errors", str(self.errors)),
@@ -64,6 +64,13 @@ class RunSummary:
             ("wall time (s)", f"{self.wall_s:.2f}"),
         ]
         return rows
+
+
+def _show(value: Any) -> str:
+    """A stat as a person reads it: ``{"320x320/standard": 3}`` becomes ``320x320/standard 3``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    return str(value)
 
 
 def list_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
