@@ -251,7 +251,7 @@ def _output_folder(command: str, target: Path, out: Path | None) -> Path:
 def search(
     index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="How many hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 10,
 ) -> None:
     """Print the chunks closest to QUERY, with score, source path and position."""
     with _errors_to_exit():
@@ -302,9 +302,9 @@ def plan(
 def _is_render_yaml(path: Path) -> bool:
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return False
-    import yaml
+    from quant_batch.config_files import load_yaml
 
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path)  # broken YAML: ConfigError with file:line, exit 2
     return isinstance(data, list) or (isinstance(data, dict) and ("manifest" in data or "rows" in data))
 
 
@@ -389,12 +389,13 @@ def serve(
         serve_deployments(prefect_yaml, name, limit)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# every argument, --help included, goes to the emulator's own parser: one list of flags
+@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def emulator(ctx: typer.Context) -> None:
-    """Serve the local API emulator (see `quant-batch emulator --help` for fault flags)."""
+    """Serve the local API emulator: --port, --token, latency and fault flags (--help lists them)."""
     from quant_batch.emulator.__main__ import main
 
-    main(ctx.args)
+    main(ctx.args, prog="quant-batch emulator")
 
 
 @app.command()
