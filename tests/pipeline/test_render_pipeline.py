@@ -441,7 +441,7 @@ def test_rerender_with_fewer_images_removes_the_old_extras(tmp_path, api_env):
     assert query(out, "SELECT n FROM images WHERE id = 'fox'") == [(0,)]
 
 
-def test_an_answer_with_broken_image_bytes_fails_its_row_only(tmp_path, image_client, emulator):
+def test_an_answer_with_broken_image_bytes_fails_its_row_only(tmp_path, api_env):
     # a 200 whose base64 decodes to half a PNG: the service sent garbage, so the row's error is
     # retryable, no file is left for it, and the rows after it still render
     manifest = _write_manifest(tmp_path / "m", [
@@ -450,19 +450,21 @@ def test_an_answer_with_broken_image_bytes_fails_its_row_only(tmp_path, image_cl
         _t2i("after", "A harbour at dusk"),
     ])
     out = tmp_path / "out"
-    summary = render_manifest(_config(manifest, out, concurrency=1), image_client)
+    with build_client(ApiConfig(max_attempts=2), RateLimits(), pool_size=1, images=True) as image_client:
+        summary = render_manifest(_config(manifest, out, concurrency=1), image_client)
 
-    assert summary.status == "errors" and summary.errors == 1 and summary.stats["rendered"] == 2
-    assert sorted(p.name for p in out.glob("*.png")) == ["after_0.png", "before_0.png"]
-    errors = query(out, "SELECT doc_id, kind, retryable, line, message FROM errors")
-    assert len(errors) == 1
-    doc_id, kind, retryable, line, message = errors[0]
-    assert (doc_id, kind, retryable, line) == ("garbage", "BadResponse", True, 2)
-    assert "not a valid PNG/JPEG" in message
-    # retried inside the call (4 attempts), then by the next normal run, not left for replay only
-    assert emulator.stats()["by_endpoint"]["image-generation"] == {"200": 6}
-    again = render_manifest(_config(manifest, out, concurrency=1), image_client)
+        assert summary.status == "errors" and summary.errors == 1 and summary.stats["rendered"] == 2
+        assert sorted(p.name for p in out.glob("*.png")) == ["after_0.png", "before_0.png"]
+        errors = query(out, "SELECT doc_id, kind, retryable, line, message FROM errors")
+        assert len(errors) == 1
+        doc_id, kind, retryable, line, message = errors[0]
+        assert (doc_id, kind, retryable, line) == ("garbage", "BadResponse", True, 2)
+        assert "not a valid PNG/JPEG" in message
+        # retried inside the call (2 attempts), then by the next normal run, not left for replay only
+        assert api_env.stats()["by_endpoint"]["image-generation"] == {"200": 4}
+        again = render_manifest(_config(manifest, out, concurrency=1), image_client)
     assert again.api_calls == 1 and again.stats["skipped_failed"] == 0 and again.errors == 1
+    assert api_env.stats()["by_endpoint"]["image-generation"] == {"200": 6}
 
 
 def test_outputs_hold_no_machine_paths_and_read_as_text(tmp_path, image_client, emulator):
