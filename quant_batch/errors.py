@@ -14,6 +14,7 @@
         └── TransientError     worth retrying with backoff
             ├── RateLimited        429 (carries ``retry_after`` seconds if the server sent one)
             ├── ServerError        5xx
+            ├── BadResponse        a 2xx whose body is unusable (not JSON, wrong shape, not an image)
             ├── ConnectionDropped  the connection failed or was cut
             └── Timeout            no answer within the read timeout
 
@@ -112,6 +113,11 @@ class RateLimited(TransientError):
 
 class ServerError(TransientError):
     """5xx from the service."""
+
+
+class BadResponse(TransientError):
+    """A success status whose body cannot be used: not JSON, the wrong shape, or image bytes
+    that are not a PNG/JPEG. The service sent garbage, so sending again may well work."""
 
 
 class ConnectionDropped(TransientError):

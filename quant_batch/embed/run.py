@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quant_batch.client import QuantClient
+from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
 from quant_batch.embed.plan import Plan, plan_corpus
 from quant_batch.pricing import Budget
@@ -39,6 +40,7 @@ class CorpusRun(RunSession):
     """The single-writer side of one corpus run; use as a context manager."""
 
     def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
+        self.scan = require_documents(config.sources)  # before the run records anything
         super().__init__(config.out, "embed", lock_wait=lock_wait)
         self.config = config
         self.prices = prices or load_prices(config.pricing)
@@ -168,6 +170,7 @@ class CorpusRun(RunSession):
             "throttled": totals.throttled,
             "generation": plan.generation,
             "generation_active": not incomplete or self._active() == plan.generation,
+            "files_skipped": self.scan.skipped() or "none",
         }
         if ctx is not None:
             s.stats.update(context_calls=ctx.calls, context_input_tokens=ctx.input_tokens,

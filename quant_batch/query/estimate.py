@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
 from quant_batch.render.config import RenderConfig
 from quant_batch.embed.plan import plan_corpus
@@ -38,6 +39,7 @@ def estimate_wall_s(
 
 
 def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, Any]:
+    scan = require_documents(cfg.sources)
     layout = Layout(Path(cfg.out))
     gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
     done = stored_keys(layout, gen)  # the part files, not the catalog: a running run holds that
@@ -54,6 +56,7 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
         "chunks_new": st.chunks_pending,
         "chunks_unchanged": st.chunks_unchanged,
         "chunks_removed": removed,
+        "files_skipped": scan.skipped() or "none",
         "requests": st.batches,
         "estimated_tokens": tokens,
         "estimated_cost_usd": round(prices.embedding_cost(cfg.model, tokens), 6),

@@ -151,10 +151,10 @@ def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderCo
     quality = cfg.get("quality", "standard")
     model = request.get("modelId", "amazon.nova-canvas-v1:0")
     rows = []
-    for n, data in enumerate(out.images):
-        path = safe_output_path(Path(ctx.root), row.id, n)
+    # every name and size first: a row that fails here leaves no file behind
+    sized = [(safe_output_path(Path(ctx.root), row.id, n), data, *_png_info(data)) for n, data in enumerate(out.images)]
+    for n, (path, data, width, height) in enumerate(sized):
         write_bytes_atomic(path, data)
-        width, height = _png_info(data)
         cost = prices.image_cost(model, width, height, quality)
         res.cost_usd += cost
         size_key = f"{width}x{height}/{quality}"
@@ -217,10 +217,14 @@ class RenderRun(RunSession):
     """The single-writer side of one render run; use as a context manager."""
 
     def __init__(self, config: RenderConfig, *, lock_wait: float = 0.0):
+        # read and check the manifest before the session opens: a mistyped path or an invalid
+        # manifest leaves no catalog and no run record behind
+        self.manifest: Manifest = load_manifest(config.manifest, config.defaults)
+        if self.manifest.problems and not config.skip_invalid:
+            self.manifest.raise_for_problems()
         super().__init__(config.out, "render", lock_wait=lock_wait)
         self.config = config
         self.prices = load_prices(config.pricing)
-        self.manifest: Manifest | None = None
         self.pending: list[RenderRow] = []
         self.budget = Budget(config.max_cost)
         self.skipped_failed: list[RenderRow] = []  # failed terminally before; only replay resends them
@@ -232,14 +236,10 @@ class RenderRun(RunSession):
         return RenderContext(str(self.layout.root), self.summary.run_id, self.config.embed_images)
 
     def make_plan(self, *, replay: bool | str = False) -> list[RenderRow]:
-        """Validate the manifest and pick the rows to render; raises if invalid (unless skip_invalid)."""
+        """Pick the rows of the (already validated) manifest to render."""
         assert self.catalog is not None
-        self.manifest = load_manifest(self.config.manifest, self.config.defaults)
-        if self.manifest.problems and not self.config.skip_invalid:
-            self.manifest.raise_for_problems()
         models = [r.request.get("modelId", "amazon.nova-canvas-v1:0") for r in self.manifest.rows]
         self.check_prices(self.prices, "images", models, self.config.max_cost)
-        self.summary.save(self.layout.runs)
         done = self.catalog.done_image_keys()
         dead = self.catalog.dead_letter_keys(("render",), replay=replay) - done
         for row in self.manifest.rows:
@@ -264,7 +264,7 @@ class RenderRun(RunSession):
             self.catalog.load_error_parts([Path(result.error_part)])
 
     def finish(self) -> RunSummary:
-        assert self.catalog is not None and self.manifest is not None
+        assert self.catalog is not None
         s, cat = self.summary, self.catalog
         invalid = [
             ErrorRecord(s.run_id, "validate", r.reason, source_path=str(self.manifest.path), line=r.line, doc_id=r.id)

@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from quant_batch.errors import InputError
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -96,3 +98,14 @@ class Layout:
         if not self.generation.exists():
             return None
         return json.loads(self.generation.read_text())
+
+    def holds_output(self) -> bool:
+        """True once any run wrote here: a run summary or a Parquet part."""
+        return any(self.runs.glob("*.json")) or any(self.parts.rglob("*.parquet"))
+
+    def require_output(self) -> Layout:
+        """This layout, or an InputError when the folder holds no quant-batch output (a typo'd path)."""
+        if not self.holds_output():
+            what = "does not exist" if not self.root.exists() else "holds no quant-batch output (no runs/, no parts/)"
+            raise InputError(f"{what}; pass the output folder of an embed or render run", path=str(self.root))
+        return self

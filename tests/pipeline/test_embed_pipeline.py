@@ -237,9 +237,12 @@ def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emula
     base = ["replay", str(cfg_file), "--no-prefect"]
 
     before = api_calls(emulator)
+    runs_before = sorted(p.name for p in (cfg.out / "runs").iterdir())
     res = runner.invoke(app, [*base, "--run", "embed-some-other-run"])
-    assert res.exit_code != 0, res.output  # nothing of that run to replay: nothing sent, and not "ok"
+    assert res.exit_code == 2, res.output  # an unknown run id is a mistake, not an empty success
+    assert "embed-some-other-run" in res.output and first.run_id in res.output  # names a real one
     assert api_calls(emulator) == before
+    assert sorted(p.name for p in (cfg.out / "runs").iterdir()) == runs_before  # no run recorded
 
     res = runner.invoke(app, [*base, "--run", first.run_id])
     assert res.exit_code == 1  # the poison text fails again, and says so
@@ -247,3 +250,62 @@ def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emula
     rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'docs/n05.txt' AND stage = 'embed'")
     assert rows[0][0] == 2
     assert query(cfg.out, "SELECT count(*) FROM chunks")[0][0] == 11
+
+
+def test_replay_never_starts_a_fresh_run(tmp_path, api_env, monkeypatch):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Some text worth paying for.")
+    monkeypatch.chdir(tmp_path)  # the default output folder, data/index, is relative
+    runner = CliRunner()
+    for argv in (["replay", str(docs)], ["replay", str(docs), "--out", str(tmp_path / "empty")],
+                 ["replay", str(docs), "--run", "embed-20240101T000000-abcdef"]):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        res = runner.invoke(app, [*argv, "--no-prefect"])
+        assert res.exit_code == 2, res.output
+        assert "holds no embed output" in " ".join(res.output.split())
+    assert api_calls(api_env) == 0
+    assert not (tmp_path / "data").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def _docs(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_text(f"Contents of {name}, long enough to be a chunk of its own.")
+    return folder
+
+
+@pytest.mark.parametrize("names, include, expected", [
+    ([], None, "matched 0 documents; the folder holds no files"),
+    (["a.xyz", "b.xyz", "c.bin"], None, "matched 0 documents; skipped 3 files: .xyz 2, .bin 1 (unsupported)"),
+    (["a.md", "b.md", "c.bin"], ["*.rst"],
+     "matched 0 documents; skipped 3 files: .bin 1 (unsupported); .md 2 (not matched by include/exclude)"),
+], ids=["empty", "unsupported", "include-matches-nothing"])
+def test_zero_matched_documents_is_exit_2_and_records_no_run(tmp_path, api_env, names, include, expected):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = _docs(tmp_path / "docs", names)
+    out = tmp_path / "index"
+    source = {"path": str(docs), **({"include": include} if include else {})}
+    cfg_file = tmp_path / "corpus.yaml"
+    cfg_file.write_text(corpus_config(docs, out, sources=[source]).model_dump_json())
+    res = CliRunner().invoke(app, ["embed", str(cfg_file), "--no-prefect"])
+
+    assert res.exit_code == 2, res.output
+    message = " ".join(res.output.split())
+    assert str(docs) in message and expected in message
+    assert api_calls(api_env) == 0 and not out.exists()  # no run record, no catalog
+
+
+def test_a_run_says_which_files_it_skipped(tmp_path, client, emulator):
+    docs = _docs(tmp_path / "docs", ["a.md", "b.txt", "notes.xyz", "data.csv"])
+    summary = run_corpus(corpus_config(docs, tmp_path / "index"), client)
+    assert summary.status == "completed" and summary.stats["documents"] == 2
+    assert summary.stats["files_skipped"] == ".csv 1, .xyz 1 (unsupported)"
+    assert ("files skipped", ".csv 1, .xyz 1 (unsupported)") in summary.table()
