@@ -252,6 +252,8 @@ def search(
     index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 10,
+    source: Annotated[str | None, typer.Option(help="Only sources matching this glob, e.g. 'docs/**/*.md'.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="Metadata equality KEY=VALUE (repeatable).")] = None,
 ) -> None:
     """Print the chunks closest to QUERY, with score, source path and position."""
     with _errors_to_exit():
@@ -260,13 +262,24 @@ def search(
         from quant_batch.store.layout import Layout
 
         Layout(index).require_output()
+        filters = _key_values(where or [])
         with QuantClient() as client:
-            hits = run_search(index, query, client, k=k)
+            hits = run_search(index, query, client, k=k, source=source, where=filters)
     table = Table("score", "source", "pos", "text")
     for h in hits:
         snippet = " ".join(h.text.split())[:110]
         table.add_row(f"{h.score:.3f}", h.source_path, str(h.position), snippet)
     out_console.print(table)
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--where")
+        out[key] = value
+    return out
 
 
 @app.command()

@@ -50,6 +50,8 @@ class TableSource(_Strict):
     table: Path
     id_column: str = "id"
     text_column: str = "text"
+    metadata_columns: tuple[str, ...] = ()
+    """Columns kept with each row's chunks as metadata: returned with hits, filterable in search."""
     name: str | None = Field(default=None, pattern=r"^[^/#]+$")
     """Label that qualifies this table's row ids (default: the table file's name)."""
 
@@ -104,6 +106,8 @@ def _qualified(item: Document | DocumentError, prefix: str, own: str = "") -> Do
     def q(value: str | None) -> str | None:
         return None if value is None else prefix + value[len(own):]
 
+    if isinstance(item, Document) and item.metadata and "path" in item.metadata:
+        item = dataclasses.replace(item, metadata={**item.metadata, "path": q(item.metadata["path"])})
     return dataclasses.replace(item, doc_id=q(item.doc_id), source_path=q(item.source_path))
 
 
@@ -120,7 +124,8 @@ def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Docu
                 raise InputError("source table not found", path=str(source.table))
             # the reader names rows "<file name>#<id>"; the label replaces the file name
             for item in iter_table(
-                source.table, id_column=source.id_column, text_column=source.text_column, root=source.table.parent
+                source.table, id_column=source.id_column, text_column=source.text_column, root=source.table.parent,
+                metadata_columns=source.metadata_columns,
             ):
                 yield _qualified(item, source.label, own=source.table.name)
 

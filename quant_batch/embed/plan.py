@@ -8,6 +8,7 @@ and vector space match the last complete run is not even chunked: its chunks are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ LIVE_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("key", pa.string()),
         ("context", pa.string()),
+        ("metadata", pa.string()),  # JSON: folder path/extension/modified, or a table's metadata_columns
     ]
 )
 DOC_SCHEMA = pa.schema(
@@ -231,6 +233,7 @@ def plan_corpus(
                     plan.carry_doc_ids.add(item.doc_id)
                 continue
             chunks = chunk_text(item.text, config.chunking)
+            metadata = json.dumps(item.metadata, ensure_ascii=False, default=str) if item.metadata else None
             for c in chunks:
                 embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
                 key = chunk_key(
@@ -240,7 +243,7 @@ def plan_corpus(
                 row = {
                     "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
                     "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
-                    "context": context,
+                    "context": context, "metadata": metadata,
                 }
                 live.add(row)
                 stats.chunks_total += 1

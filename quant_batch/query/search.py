@@ -12,7 +12,10 @@ that publishes a new index makes the next search build a fresh one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +29,59 @@ from quant_batch.store.files import atomic_path
 MATRIX_MIN_ROWS = 100_000
 
 SEARCH_SQL = """
-SELECT source_path, position, doc_id, chunk_id, text,
+SELECT source_path, position, doc_id, chunk_id, text, metadata,
        array_cosine_similarity(vector, ?::FLOAT[{dim}]) AS score
-FROM chunks ORDER BY score DESC LIMIT ?
+FROM chunks WHERE {where} ORDER BY score DESC LIMIT ?
 """
-ROWS_SQL = "SELECT source_path, position, doc_id, chunk_id, text FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))"
+ROWS_SQL = ("SELECT source_path, position, doc_id, chunk_id, text, metadata FROM chunks "
+            "WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))")
 
 
 @dataclass(frozen=True)
 class Hit:
+    """One search result: a live chunk and how close it is to the query (cosine similarity)."""
+
     score: float
     source_path: str
     position: int
     doc_id: str
     chunk_id: str
     text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Folder documents: path, extension, modified; table rows: their ``metadata_columns``."""
+
+
+def filter_sql(source: str | None = None, where: Mapping[str, Any] | None = None) -> tuple[str, list[Any]]:
+    """A WHERE clause over ``chunks`` and its bound parameters: nothing a user types becomes SQL.
+
+    Args:
+        source: a glob on ``source_path`` (``*`` within a folder, ``**`` across, as in DuckDB GLOB).
+        where: metadata equality, e.g. ``{"lang": "en"}``; values compare as text.
+    """
+    clauses, params = ["true"], []
+    if source:
+        clauses.append("source_path GLOB ?")
+        params.append(source)
+    for key, value in (where or {}).items():
+        clauses.append("json_extract_string(metadata, ?) = ?")
+        params += ['$."' + str(key).replace('"', '\\"') + '"', _as_text(value)]
+    return " AND ".join(clauses), params
+
+
+def _as_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def search(
-    out: Path, query: str, client: QuantClient, *, k: int = 10, matrix_min_rows: int = MATRIX_MIN_ROWS
+    out: Path, query: str, client: QuantClient, *, k: int = 10, source: str | None = None,
+    where: Mapping[str, Any] | None = None, matrix_min_rows: int = MATRIX_MIN_ROWS,
 ) -> list[Hit]:
-    """Top ``k`` live chunks of the index at ``out`` for ``query``."""
+    """Top ``k`` live chunks of the index at ``out`` for ``query``, optionally filtered.
+
+    Args:
+        source: only chunks whose ``source_path`` matches this glob.
+        where: only chunks whose metadata has these values.
+    """
     if k < 1:
         raise ConfigError(f"k must be at least 1 (got {k})")
     snap = Snapshot(out)
@@ -58,10 +93,12 @@ def search(
         res = client.embed([query], model=gen["model"], dimensions=gen["dimensions"], normalize=gen["normalize"])
         qvec: np.ndarray = res.vectors[0]
         dim = int(gen["dimensions"])
-        matrix = _search_matrix(snap, gen, matrix_min_rows)
+        clause, params = filter_sql(source, where)
+        # a filtered search scans only the matching rows in DuckDB; the matrix holds every row
+        matrix = None if params else _search_matrix(snap, gen, matrix_min_rows)
         if matrix is None:
-            rows = snap.con.execute(SEARCH_SQL.format(dim=dim), [qvec.tolist(), k]).fetchall()
-            return [_hit(r[:5], r[5]) for r in rows]
+            rows = snap.con.execute(SEARCH_SQL.format(dim=dim, where=clause), [qvec.tolist(), *params, k]).fetchall()
+            return [_hit(r[:6], r[6]) for r in rows]
         vectors, ids = matrix
         scores = vectors @ (qvec / (np.linalg.norm(qvec) or 1.0))
         top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
@@ -82,7 +119,9 @@ def _no_index(snap: Snapshot) -> str:
 
 
 def _hit(row: tuple, score: float) -> Hit:
-    return Hit(score=float(score), source_path=row[0], position=int(row[1]), doc_id=row[2], chunk_id=row[3], text=row[4])
+    meta = json.loads(row[5]) if row[5] else {}
+    return Hit(score=float(score), source_path=row[0], position=int(row[1]), doc_id=row[2], chunk_id=row[3],
+               text=row[4], metadata=meta)
 
 
 def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray, list[str]] | None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quant_batch.runs.summary import list_runs
 from quant_batch.store.catalog import MEMORY_LIMIT
@@ -74,7 +75,11 @@ class Snapshot:
         if self.has_index:
             assert self.generation is not None
             gen = self.generation["generation"]
-            self._view("live_chunks", [lay.live(gen)])
+            live = lay.live(gen)
+            if "metadata" in pq.read_schema(live).names:
+                self._view("live_chunks", [live])
+            else:  # published before chunks carried metadata
+                self.con.read_parquet(str(live)).project("*, NULL::VARCHAR AS metadata").create_view("live_chunks")
             if not self._view("documents", [lay.documents(gen)] if lay.documents(gen).exists() else []):
                 self.con.execute("CREATE VIEW documents AS SELECT DISTINCT doc_id, source_path FROM live_chunks")
             parts = sorted(lay.vector_parts(gen).glob("*.parquet"))
@@ -84,7 +89,7 @@ class Snapshot:
                 dim = int(self.generation["dimensions"])  # Parquet lists read as FLOAT[]; search needs FLOAT[dim]
                 self.con.execute(
                     "CREATE VIEW chunks AS SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, "
-                    f"l.end_char, l.text, l.key, v.tokens, v.model, v.dimensions, v.normalize, v.vector::FLOAT[{dim}] "
+                    f"l.end_char, l.text, l.key, l.metadata, v.tokens, v.model, v.dimensions, v.normalize, v.vector::FLOAT[{dim}] "
                     "AS vector "
                     "FROM live_chunks l JOIN vector_parts v USING (key) "
                     "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1"

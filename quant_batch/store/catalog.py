@@ -315,11 +315,14 @@ class Catalog:
             return
         table = f"vectors_{_ident(gen['generation'])}"
         dims = int(gen["dimensions"])
+        cols = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'live_chunks'").fetchall()}
+        meta = "l.metadata" if "metadata" in cols else "NULL::VARCHAR AS metadata"
         self.ensure_generation(gen["generation"], gen["model"], dims, bool(gen["normalize"]))
         self.con.execute(
             f"""CREATE OR REPLACE VIEW chunks AS
                 SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, l.end_char,
-                       l.text, l.key, v.tokens, v.model, v.dimensions, v.normalize, v.vector
+                       l.text, l.key, {meta}, v.tokens, v.model, v.dimensions, v.normalize, v.vector
                 FROM live_chunks l JOIN {table} v USING (key)"""
         )
 
