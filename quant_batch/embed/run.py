@@ -7,31 +7,27 @@ Prefect flow in ``flows/embed_corpus.py`` uses Prefect tasks on threads or Dask.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from quant_batch.client import QuantClient
 from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
-from quant_batch.embed.plan import Plan, plan_corpus
+from quant_batch.embed.plan import Plan, PlannedShard, plan_corpus
 from quant_batch.pricing import Budget
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
 from quant_batch.pricing import Budget, PriceTable, load_prices
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
 from quant_batch.runs.executor import run_in_threads, sum_results
+from quant_batch.client.factory import build_client
+from quant_batch.hashing import embedding_generation
 from quant_batch.store import state
 from quant_batch.store.keys import KeySet
 from quant_batch.tokens import estimate_tokens
 from quant_batch.store.records import write_errors
-
-
-def shard_ranges(n_batches: int, concurrency: int, *, per_worker: int = 4, max_batches: int = 25) -> list[tuple[int, int]]:
-    """Cut batches into contiguous shards: enough for load balance, few enough for low overhead."""
-    if n_batches == 0:
-        return []
-    size = max(1, min(max_batches, -(-n_batches // (concurrency * per_worker))))
-    return [(i, min(i + size, n_batches)) for i in range(0, n_batches, size)]
 
 
 class CorpusRun(RunSession):
@@ -44,6 +40,7 @@ class CorpusRun(RunSession):
         self.prices = prices or load_prices(config.pricing)
         self.budget = Budget(config.max_cost)
         self._refused_batches = 0
+        self._shards: list[ShardTask] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
         self.contextualizer = None  # set by make_plan when contextual_chunks is on
@@ -57,47 +54,80 @@ class CorpusRun(RunSession):
     def price_per_token(self) -> float:
         return self.prices.embedding_cost(self.config.model, 1_000_000) / 1_000_000
 
-    def make_plan(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Plan:
-        """Plan the run; with ``contextual_chunks`` on, ``client`` (or one built from the config) writes contexts."""
+    def stream(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Iterator[ShardTask]:
+        """Plan the run in a background thread and yield each shard the moment it is cut.
+
+        The first shards hold one batch each, so the first API call goes out while the corpus is
+        still being read; :attr:`plan` is complete once the iterator is exhausted. A planning
+        error (a broken source) is raised here after the shards already cut, whose work is
+        durable like any other. With ``contextual_chunks`` on, ``client`` (or one built from the
+        config) writes the contexts.
+        """
         cfg = self.config
         assert self.catalog is not None
-        from quant_batch.hashing import embedding_generation
-
         self.check_prices(self.prices, "embeddings", [cfg.model], cfg.max_cost)
         if cfg.contextual_chunks.enabled:
             self.check_prices(self.prices, "chat", [cfg.contextual_chunks.model], cfg.max_cost)
-
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
         done = KeySet.from_parts(sorted(self.layout.vector_parts(gen).glob("*.parquet")))
         dead = {k for k in self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) if k not in done}
-        if not cfg.contextual_chunks.enabled:
-            self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
-            return self.plan
-        from quant_batch.embed.context import Contextualizer
-        from quant_batch.client.factory import build_client
+        handoff: queue.Queue[ShardTask | BaseException | None] = queue.Queue()
 
-        own = client is None
-        client = client or build_client(cfg.api, cfg.rate_limits, pool_size=1)
+        def plan() -> None:
+            own = cfg.contextual_chunks.enabled and client is None
+            ctx_client = (build_client(cfg.api, cfg.rate_limits, pool_size=1) if own else client)
+            try:
+                if cfg.contextual_chunks.enabled:
+                    from quant_batch.embed.context import Contextualizer
+
+                    self.contextualizer = Contextualizer(cfg.contextual_chunks, ctx_client, self.prices)
+                self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
+                                        contextualize=self.contextualizer,
+                                        on_shard=lambda shard: handoff.put(self._task(shard)),
+                                        on_start=lambda plan: setattr(self, "plan", plan),
+                                        stop=lambda: self.budget.halted is not None)
+                handoff.put(None)
+            except BaseException as exc:  # handed to the consuming thread, which raises it
+                handoff.put(exc)
+            finally:
+                if own and ctx_client is not None:
+                    ctx_client.close()
+
+        planner = threading.Thread(target=plan, name="quant-batch-planner", daemon=True)
+        planner.start()
         try:
-            self.contextualizer = Contextualizer(cfg.contextual_chunks, client, self.prices)
-            self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
-                                    contextualize=self.contextualizer)
+            while (item := handoff.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                self._shards.append(item)
+                yield item
         finally:
-            if own:
-                client.close()
+            planner.join()
+
+    def make_plan(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Plan:
+        """Plan the whole run before sending anything (tests, and callers that want the plan first)."""
+        for _ in self.stream(replay=replay, client=client):
+            pass
+        assert self.plan is not None
         return self.plan
 
     def shard_tasks(self) -> list[ShardTask]:
-        assert self.plan is not None
-        cfg, plan = self.config, self.plan
-        return [
-            ShardTask(
-                root=str(self.layout.root), plan_path=str(plan.path), run_id=plan.run_id,
-                generation=plan.generation, model=cfg.model, dimensions=cfg.dimensions,
-                normalize=cfg.normalize, first_batch=a, end_batch=b,
-            )
-            for a, b in shard_ranges(plan.stats.batches, cfg.concurrency)
-        ]
+        """The shards cut so far (all of them once planning is complete)."""
+        return list(self._shards)
+
+    def _task(self, shard: PlannedShard) -> ShardTask:
+        cfg = self.config
+        return ShardTask(
+            root=str(self.layout.root), plan_path=str(shard.path), run_id=self.summary.run_id,
+            generation=embedding_generation(cfg.model, cfg.dimensions, cfg.normalize), model=cfg.model,
+            dimensions=cfg.dimensions, normalize=cfg.normalize, first_batch=shard.first, end_batch=shard.end,
+            offset=shard.first,
+        )
+
+    @property
+    def pending_chunks(self) -> int:
+        """Chunks planned for sending so far (the plan's counters grow while it streams)."""
+        return self.plan.stats.chunks_pending if self.plan else 0
 
     def admit_remote(self, shard: ShardTask) -> bool:
         """Whether to send ``shard`` to another process (Dask), which cannot share :attr:`budget`.
@@ -129,7 +159,14 @@ class CorpusRun(RunSession):
         read_errors = write_errors(self.layout.error_parts, f"{plan.run_id}-read", plan.errors)
         if read_errors:
             cat.load_error_parts([read_errors])
-        removed, incomplete = self._publish_state()
+        if plan.stopped or self.budget.halted:
+            # a run stopped by a refused token or an outage keeps the published index as it was;
+            # what it embedded before stopping is durable and found by the next run
+            removed, incomplete = 0, True
+            for p in (plan.live_tmp, plan.docs_tmp):
+                p.unlink(missing_ok=True)
+        else:
+            removed, incomplete = self._publish_state()
         totals = sum_results(self.results, ShardResult)
         failed = totals.failed + len(plan.errors)
         skipped = totals.batches_skipped + self._refused_batches
@@ -169,7 +206,8 @@ class CorpusRun(RunSession):
         s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
         cat.sync()
-        plan.path.unlink(missing_ok=True)
+        for shard in plan.shards:
+            shard.path.unlink(missing_ok=True)
         return s
 
     def _active(self) -> str | None:
@@ -202,17 +240,15 @@ def run_corpus(
 ) -> RunSummary:
     """Run a whole corpus job in this process with a thread pool (no Prefect)."""
     with CorpusRun(config, lock_wait=lock_wait) as run:
-        plan = run.make_plan(replay=replay, client=client)
-        total = plan.stats.chunks_pending
         done = 0
 
         def progress(n: int) -> None:
             nonlocal done
             done += n
-            if on_progress:
-                on_progress(done, total)
+            if on_progress:  # the total grows while the corpus is still being planned
+                on_progress(done, run.pending_chunks)
 
-        run_in_threads(run, run.shard_tasks(),
+        run_in_threads(run, run.stream(replay=replay, client=client),
                        lambda t: embed_shard(t, client, budget=run.budget, price_per_token=run.price_per_token,
                                              on_batch=progress),
                        config.concurrency)

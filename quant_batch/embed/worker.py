@@ -45,6 +45,8 @@ class ShardTask:
     normalize: bool
     first_batch: int
     end_batch: int
+    offset: int = 0
+    """The run-wide number of the plan file's first row group (batch ``b`` is row group ``b - offset``)."""
 
 
 @dataclass
@@ -222,7 +224,7 @@ def embed_shard(
         if runner.result.stopped:
             runner.result.batches_skipped += 1
             continue
-        rows = plan.read_row_group(b).to_pylist()
+        rows = plan.read_row_group(b - task.offset).to_pylist()
         runner.run_batch(rows, b)
         if on_batch:
             on_batch(len(rows))

@@ -52,19 +52,14 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
     if dask and cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
         ensure_rate_limit(cfg.rate_limits.prefect_limit, cfg.rate_limits.requests_per_minute)
     with CorpusRun(cfg) as run:
-        plan = run.make_plan(replay=replay)
-        st = plan.stats
-        log.info(
-            "planned %s documents, %s chunks: %s new in %s batches, %s unchanged",
-            st.documents, st.chunks_total, st.chunks_pending, st.batches, st.chunks_unchanged,
-        )
-        progress = Progress("embed-progress", st.chunks_pending, f"chunks embedded ({run.summary.run_id})")
+        # shards are submitted while the corpus is still being read: the total grows meanwhile
+        progress = Progress("embed-progress", lambda: run.pending_chunks, f"chunks embedded ({run.summary.run_id})")
 
         def absorb(result: ShardResult) -> None:
             run.absorb(result)
             progress.advance(result.embedded + result.failed)
 
-        shards = run.shard_tasks()
+        shards = run.stream(replay=replay)
         if dask:
             # remote workers cannot share the Budget object: the run admits whole shards instead
             submit_windowed(
@@ -77,6 +72,12 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
                     embed_shard_task, shards, cfg.concurrency, absorb, may_submit=lambda _: not run.budget.halted,
                     client=client, budget=run.budget, price_per_token=run.price_per_token,
                 )
+        assert run.plan is not None
+        st = run.plan.stats
+        log.info(
+            "planned %s documents, %s chunks: %s new in %s batches, %s unchanged",
+            st.documents, st.chunks_total, st.chunks_pending, st.batches, st.chunks_unchanged,
+        )
         summary = run.finish()
     publish_summary("embed-summary", "Corpus embedding run", summary)
     log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")
