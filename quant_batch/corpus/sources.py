@@ -9,12 +9,12 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Tag, model_validator
 
 from quant_batch.config_files import _Strict
-from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
+from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table, read_document
 from quant_batch.errors import InputError
 
 
 class FolderSource(_Strict):
-    """A folder of documents (.txt .md .html .pdf .docx)."""
+    """A folder of documents (.txt .md .html .pdf .docx), or a single document file."""
 
     path: Path
     include: tuple[str, ...] = ("**/*",)
@@ -22,7 +22,7 @@ class FolderSource(_Strict):
 
     @model_validator(mode="after")
     def _exists(self) -> FolderSource:
-        if not self.path.is_dir():
+        if not (self.path.is_dir() or self.path.is_file()):
             raise ValueError(f"folder not found: {self.path}")
         return self
 
@@ -54,6 +54,9 @@ Source = Annotated[
 def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Document | DocumentError]:
     for source in sources:
         if isinstance(source, FolderSource):
+            if source.path.is_file():
+                yield read_document(source.path)
+                continue
             if not source.path.is_dir():
                 raise InputError("source folder not found", path=str(source.path))
             yield from iter_folder(source.path, source.include, source.exclude)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from quant_batch.runs.runner import RUNNER
 from quant_batch.runs.summary import RunSummary, new_run_id
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class RunSession:
 
         self.layout = Layout(Path(out))
         self.summary = RunSummary(new_run_id(kind), kind)
+        self.summary.stats["runner"] = RUNNER.get()
         self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
         self.catalog: Catalog | None = None
 
