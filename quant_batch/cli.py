@@ -65,6 +65,31 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+def _print_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]], *, ids: tuple[str, ...]) -> None:
+    """A table whose ``ids`` columns are never cut or wrapped (they are pasted into --run).
+
+    When the terminal is too narrow for the ids plus a readable rest, each row is printed as a
+    block of ``name: value`` lines instead of a table that would squeeze the other columns away.
+    """
+    id_width = {h: max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers) if h in ids}
+    needed = sum(id_width.values()) + sum(min(len(h), 6) for h in headers if h not in ids) + 3 * len(headers) + 1
+    if rows and needed > out_console.width:
+        for r in rows:
+            for h, v in zip(headers, r):
+                out_console.print(f"{h}: {v}", markup=False, highlight=False, soft_wrap=True)
+            out_console.print()
+        return
+    table = Table()
+    for h in headers:
+        if h in ids:
+            table.add_column(h, no_wrap=True, min_width=id_width[h])
+        else:
+            table.add_column(h, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    out_console.print(table)
+
+
 def _print_json(value: Any) -> None:
     """The one JSON document of a ``--json`` command, on stdout (rich would wrap and colour it)."""
     import json
@@ -329,14 +354,9 @@ def runs(
          r.get("wall_s"), r.get("reason") or "")
         for r in list_runs(Layout(out).runs, limit)
     ]
-    table = Table()
-    # run ids are pasted into --run: never cut or wrap them, shrink the other columns instead
-    table.add_column("run", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=3))
-    for name in ("kind", "status", "api calls", "errors", "cost $", "wall s", "reason"):
-        table.add_column(name)
-    for r in rows:
-        table.add_row(r[0], r[1], r[2], str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
-    out_console.print(table)
+    _print_rows(("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason"),
+                [(r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
+                 for r in rows], ids=("run",))
 
 
 @app.command()
@@ -355,17 +375,9 @@ def errors(
     if as_json:
         _print_json(records)
         return
-    table = Table()
-    table.add_column("run", no_wrap=True, min_width=max((len(r["run_id"] or "") for r in records), default=3))
-    table.add_column("stage")
-    table.add_column("key", no_wrap=True, min_width=max((len(r["key"] or "") for r in records), default=3))
-    table.add_column("source/row", overflow="fold")
-    table.add_column("status")
-    table.add_column("message", overflow="fold")
-    for r in records:
-        status = str(r["status"] or "") + ("" if not r["retryable"] else " (retried next run)")
-        table.add_row(r["run_id"], r["stage"], r["key"] or "", where(r), status, r["message"])
-    out_console.print(table)
+    rows = [(r["run_id"], r["stage"], r["key"] or "", where(r),
+             str(r["status"] or "") + (" (retried next run)" if r["retryable"] else ""), r["message"]) for r in records]
+    _print_rows(("run", "stage", "key", "source/row", "status", "message"), rows, ids=("run", "key"))
     console.print(f"{len(records)} error record(s)", highlight=False)
 
 
