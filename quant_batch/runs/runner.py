@@ -1,8 +1,9 @@
 """Prefect when there is a Prefect: decide whether a run goes through the flows or runs in-process.
 
 A run goes through the Prefect flows when a Prefect API is configured (``PREFECT_API_URL`` in
-the environment, the active profile, a ``prefect.toml``/``.env``/``pyproject.toml`` Prefect reads),
-so it shows in the user's Prefect UI; otherwise the same library code runs in this process,
+the environment, the active profile, a ``prefect.toml``/``.env``/``pyproject.toml`` Prefect reads)
+or when it is called from inside a running flow (it becomes a subflow), so it shows in the user's
+Prefect UI; otherwise the same library code runs in this process,
 because a temporary Prefect server costs 10-20 s per command. ``prefect=True/False`` forces it.
 
 Importing ``prefect.settings`` alone costs about 2 s of CPU here, so the answer is taken from
@@ -66,6 +67,15 @@ def _mentions(path: Path, needle: str) -> bool:
         return False
 
 
+def _inside_flow_run() -> bool:
+    """Called from the user's own flow (even on a temporary server): run as its subflow."""
+    if "prefect.context" not in sys.modules:
+        return False
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
 def choose_runner(prefect: bool | None, *, task_runner: str = "threads", dask_address: str | None = None) -> Runner:
     """``prefect`` forces the choice; None follows whether a Prefect API is configured.
 
@@ -73,7 +83,7 @@ def choose_runner(prefect: bool | None, *, task_runner: str = "threads", dask_ad
         ConfigError: Dask on an existing cluster without a Prefect API (every worker would start
             its own temporary server and the run would fail minutes later).
     """
-    has_api = prefect_api_url() is not None
+    has_api = prefect_api_url() is not None or _inside_flow_run()
     if task_runner == "dask" and dask_address and not has_api and prefect is not False:
         raise ConfigError(
             f"task_runner: dask with dask_address {dask_address} needs a Prefect API that every Dask worker "
