@@ -124,12 +124,20 @@ def _print_summary(summary: dict[str, Any], title: str, as_json: bool = False) -
     s = RunSummary.from_dict(summary)
     if as_json:
         _print_json(s.to_dict())
-        return 0 if s.status == "completed" else 1
+        return s.exit_code
     table = Table(title=title, show_header=False)
     for k, v in s.table():
         table.add_row(k, v)
     out_console.print(table)
-    return 0 if s.status == "completed" else 1
+    return s.exit_code
+
+
+def _check_replay_run(out: Path, kind: str, run_id: str | None) -> None:
+    """--replay-run names a run of this output folder, or nothing is sent (exit 2)."""
+    if run_id:
+        from quant_batch.runs.summary import check_replay_target
+
+        check_replay_target(Path(out), kind, run_id)
 
 
 @app.command()
@@ -150,6 +158,13 @@ def embed(
     Only new or changed chunks are sent.
     """
     import quant_batch.api as api
+
+    if replay_run:
+        with _errors_to_exit():
+            from quant_batch.embed.config import resolve_corpus_config
+
+            cfg = resolve_corpus_config(target, out=out, id_column=id_column, text_column=text_column)
+            _check_replay_run(cfg.out, "embed", replay_run)
 
     with _errors_to_exit(), _progress_bar("embedding") as up:
         summary = api.embed(target, out=out, prefect=prefect, replay=replay_run or replay, id_column=id_column,
@@ -183,6 +198,7 @@ def render(
         from quant_batch.render.config import resolve_render_config
 
         cfg = resolve_render_config(target, out=out, **params)
+        _check_replay_run(cfg.out, "render", replay_run)
         with _progress_bar("rendering") as up:
             summary = api.render(target, out=out, prefect=prefect, replay=replay_run or replay, on_progress=up, **params)
     code = _print_summary(summary.to_dict(), "render", as_json)
@@ -208,6 +224,7 @@ def enrich(
         from quant_batch.enrich.config import load_enrich_config
 
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
+        _check_replay_run(cfg.catalog, "enrich", replay_run)
         with _progress_bar("enriching") as up:
             summary = api.enrich(config, prefect=prefect, replay=replay_run or replay, on_progress=up,
                                  concurrency=concurrency, max_cost=max_cost)
@@ -226,31 +243,58 @@ def replay(
 ) -> None:
     """Retry the dead-letter set: records that failed terminally (all, or those of one run).
 
-    The ledger keeps it idempotent: anything done since is skipped, and transient failures
-    are retried by every normal run anyway.
+    Only the failures of an existing output folder are resent: a folder with no output of this
+    kind, or an unknown --run id, is exit 2 before anything is sent. The ledger keeps it
+    idempotent: anything done since is skipped, and transient failures are retried by every
+    normal run anyway.
     """
-    command = "render" if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target) else "embed"
-    if command == "embed" and target.suffix.lower() in (".yaml", ".yml") and target.is_file():
-        from quant_batch.enrich.config import is_enrich_config
+    with _errors_to_exit():
+        from quant_batch.runs.summary import check_replay_target
 
-        command = "enrich" if is_enrich_config(target) else "embed"
+        command = _stage_of(target)
+        check_replay_target(_output_folder(command, target, out), command, run)
     argv = [command, str(target), *(["--out", str(out)] if out and command != "enrich" else [])]
     argv += ["--replay-run", run] if run else ["--replay"]
     argv += ["--no-prefect"] if no_prefect else []
     raise typer.Exit(app(argv, standalone_mode=False) or 0)
 
 
+def _stage_of(target: Path) -> str:
+    """embed, render or enrich: the command a config, folder, table or manifest belongs to."""
+    from quant_batch.targets import target_kind
+
+    _is_render_yaml(target)  # broken YAML: exit 2 with file:line
+    return {"corpus": "embed", "render": "render", "enrich": "enrich"}[target_kind(target)]
+
+
+def _output_folder(command: str, target: Path, out: Path | None) -> Path:
+    """The output folder a run of ``command`` on ``target`` would write to (configs are validated)."""
+    if command == "enrich":
+        from quant_batch.enrich.config import load_enrich_config
+
+        return Path(load_enrich_config(target).catalog)
+    if command == "render":
+        from quant_batch.render.config import resolve_render_config
+
+        return Path(resolve_render_config(target, out=out).out)
+    from quant_batch.embed.config import resolve_corpus_config
+
+    return Path(resolve_corpus_config(target, out=out).out)
+
+
 @app.command()
 def search(
     index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="How many hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
     """Print the chunks closest to QUERY, with score, document (a table row's file#id) and position."""
     with _errors_to_exit():
         import quant_batch.api as api
+        from quant_batch.store.layout import Layout
 
+        Layout(index).require_output()
         hits = api.search(index, query, k=k)
     if as_json:
         from dataclasses import asdict
@@ -301,9 +345,9 @@ def plan(
 def _is_render_yaml(path: Path) -> bool:
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return False
-    import yaml
+    from quant_batch.config_files import load_yaml
 
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path)  # broken YAML: ConfigError with file:line, exit 2
     return isinstance(data, list) or (isinstance(data, dict) and ("manifest" in data or "rows" in data))
 
 
@@ -346,13 +390,15 @@ def runs(
     from quant_batch.runs.summary import list_runs
     from quant_batch.store.layout import Layout
 
+    with _errors_to_exit():
+        layout = Layout(out).require_output()
     if as_json:
-        _print_json(list_runs(Layout(out).runs, limit))
+        _print_json(list_runs(layout.runs, limit))
         return
     rows = [
         (r["run_id"], r.get("kind"), r.get("status"), r.get("api_calls"), r.get("errors"), r.get("cost_usd"),
          r.get("wall_s"), r.get("reason") or "")
-        for r in list_runs(Layout(out).runs, limit)
+        for r in list_runs(layout.runs, limit)
     ]
     _print_rows(("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason"),
                 [(r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
@@ -389,7 +435,7 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
         from quant_batch.store.layout import Layout
         from quant_batch.store.lock import OutputLock
 
-        layout = Layout(out)
+        layout = Layout(out).require_output()
         with OutputLock(layout.root):
             for p in (layout.catalog, layout.catalog.with_suffix(".duckdb.wal")):
                 p.unlink(missing_ok=True)
@@ -411,12 +457,13 @@ def serve(
         serve_deployments(prefect_yaml, name, limit)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# every argument, --help included, goes to the emulator's own parser: one list of flags
+@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def emulator(ctx: typer.Context) -> None:
-    """Serve the local API emulator (see `quant-batch emulator --help` for fault flags)."""
+    """Serve the local API emulator: --port, --token, latency and fault flags (--help lists them)."""
     from quant_batch.emulator.__main__ import main
 
-    main(ctx.args)
+    main(ctx.args, prog="quant-batch emulator")
 
 
 @app.command()
