@@ -28,7 +28,7 @@ def corpus_table(s: Settings) -> Path:
 
 def library_run(s: Settings, emu: Any, out: Path, *, profiler: ThreadProfiler | None = None) -> dict[str, Any]:
     """One fresh run of ``run_corpus`` over the corpus; wall, CPU, calls, summary."""
-    import quant_batch.embed.run as run_mod
+    from quant_batch.embed import run as run_mod
 
     shutil.rmtree(out, ignore_errors=True)
     emu.reset()

@@ -28,7 +28,7 @@ def write_manifest(path: Path, rows: int) -> Path:
 
 
 def render_once(s: Settings, manifest: Path, out_dir: Path, profiler: ThreadProfiler | None = None):
-    import quant_batch.render.run as render_mod
+    from quant_batch.render import run as render_mod
     from quant_batch.client.config import ApiConfig, RateLimits
     from quant_batch.render.config import RenderConfig
     from quant_batch.config_files import parse_config

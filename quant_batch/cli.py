@@ -1,8 +1,10 @@
 """``quant-batch``: a thin command line over the library and the flows.
 
-``embed``, ``render`` and ``enrich`` run the Prefect flows (ephemeral unless ``PREFECT_API_URL`` is set), so
-runs show up in a user's Prefect UI; ``search``, ``plan``, ``runs`` and ``catalog`` only read and
-never start Prefect. Exit codes: 0 all good, 1 some records failed or the run stopped at the
+``embed``, ``render`` and ``enrich`` run the Prefect flows when a Prefect API is configured (so
+runs show up in a user's Prefect UI) and the same library code in-process otherwise
+(``--prefect/--no-prefect`` forces either); ``search``, ``plan``, ``runs``, ``errors`` and
+``catalog`` only read and never start Prefect. ``--json`` prints exactly one JSON document on
+stdout; logs and progress go to stderr. Exit codes: 0 all good, 1 some records failed or the run stopped at the
 spend cap, 2 bad input or configuration.
 """
 
@@ -63,26 +65,71 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def _print_summary(summary: dict[str, Any], title: str) -> int:
+def _print_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]], *, ids: tuple[str, ...]) -> None:
+    """A table whose ``ids`` columns are never cut or wrapped (they are pasted into --run).
+
+    When the terminal is too narrow for the ids plus a readable rest, each row is printed as a
+    block of ``name: value`` lines instead of a table that would squeeze the other columns away.
+    """
+    id_width = {h: max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers) if h in ids}
+    needed = sum(id_width.values()) + sum(min(len(h), 6) for h in headers if h not in ids) + 3 * len(headers) + 1
+    if rows and needed > out_console.width:
+        for r in rows:
+            for h, v in zip(headers, r):
+                out_console.print(f"{h}: {v}", markup=False, highlight=False, soft_wrap=True)
+            out_console.print()
+        return
+    table = Table()
+    for h in headers:
+        if h in ids:
+            table.add_column(h, no_wrap=True, min_width=id_width[h])
+        else:
+            table.add_column(h, overflow="fold")
+    for r in rows:
+        table.add_row(*r)
+    out_console.print(table)
+
+
+def _print_json(value: Any) -> None:
+    """The one JSON document of a ``--json`` command, on stdout (rich would wrap and colour it)."""
+    import json
+
+    sys.stdout.write(json.dumps(value, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _version(value: bool) -> None:
+    if value:
+        import quant_batch
+
+        out_console.print(f"quant-batch {quant_batch.__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Batch embeddings and image rendering on the QuantCDN AI Inference API."""
+
+
+_PREFECT_HELP = "Run the Prefect flow (--prefect) or in-process (--no-prefect); default: Prefect only if a Prefect API is configured."
+_JSON_HELP = "Print one JSON document on stdout (logs and progress go to stderr)."
+
+
+def _print_summary(summary: dict[str, Any], title: str, as_json: bool = False) -> int:
     from quant_batch.runs.summary import RunSummary
 
-    s = RunSummary(**{k: v for k, v in summary.items() if k != "wall_s"})
+    s = RunSummary.from_dict(summary)
+    if as_json:
+        _print_json(s.to_dict())
+        return s.exit_code
     table = Table(title=title, show_header=False)
     for k, v in s.table():
         table.add_row(k, v)
     out_console.print(table)
     return s.exit_code
-
-
-def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:
-    import quant_batch.flows._common as common
-
-    with _progress_bar(label) as update:
-        common.progress_listener = update
-        try:
-            return flow(**params)
-        finally:
-            common.progress_listener = None
 
 
 def _check_replay_run(out: Path, kind: str, run_id: str | None) -> None:
@@ -101,28 +148,28 @@ def embed(
     max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend chunks that failed terminally before.")] = False,
     replay_run: Annotated[str | None, typer.Option(help="Resend only what failed terminally in this run.")] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+    id_column: Annotated[str | None, typer.Option(help="Row id column of a table target (default id).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of a table target (default text).")] = None,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=_PREFECT_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
-    """Embed a corpus into Parquet + DuckDB; only new or changed chunks are sent."""
-    with _errors_to_exit():
-        from quant_batch.embed.config import resolve_corpus_config
+    """Embed a corpus (config, folder, document, or .parquet/.csv/.jsonl table) into Parquet + DuckDB.
 
-        cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
-        _check_replay_run(cfg.out, "embed", replay_run)
-        if no_prefect:
-            from quant_batch.embed.run import run_corpus
-            from quant_batch.client.factory import build_client
+    Only new or changed chunks are sent.
+    """
+    import quant_batch.api as api
 
-            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client, _progress_bar("embedding") as up:
-                summary = run_corpus(cfg, client, replay=replay_run or replay, on_progress=up).to_dict()
-        else:
-            from quant_batch.flows.embed_corpus import flow_for
+    if replay_run:
+        with _errors_to_exit():
+            from quant_batch.embed.config import resolve_corpus_config
 
-            summary = _run_flow(
-                flow_for(cfg), "embedding", target=str(target), out=str(out) if out else None,
-                concurrency=concurrency, max_cost=max_cost, replay=replay_run or replay,
-            )
-    raise typer.Exit(_print_summary(summary, "embed"))
+            cfg = resolve_corpus_config(target, out=out, id_column=id_column, text_column=text_column)
+            _check_replay_run(cfg.out, "embed", replay_run)
+
+    with _errors_to_exit(), _progress_bar("embedding") as up:
+        summary = api.embed(target, out=out, prefect=prefect, replay=replay_run or replay, id_column=id_column,
+                            text_column=text_column, on_progress=up, concurrency=concurrency, max_cost=max_cost)
+    raise typer.Exit(_print_summary(summary.to_dict(), "embed", as_json))
 
 
 @app.command()
@@ -138,30 +185,25 @@ def render(
     region: Annotated[str | None, typer.Option(help="Default region.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend rows that failed terminally before.")] = False,
     replay_run: Annotated[str | None, typer.Option(help="Resend only what failed terminally in this run.")] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=_PREFECT_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
     """Render every row of a prompt manifest to PNG files + Parquet + DuckDB."""
+    import quant_batch.api as api
+
     defaults = {k: v for k, v in {"width": width, "height": height, "quality": quality, "region": region}.items() if v}
-    params = dict(out=out, concurrency=concurrency, skip_invalid=skip_invalid or None, max_cost=max_cost,
-                  defaults=defaults or None)
+    params: dict[str, Any] = dict(concurrency=concurrency, skip_invalid=skip_invalid or None, max_cost=max_cost,
+                                  defaults=defaults or None)
     with _errors_to_exit():
         from quant_batch.render.config import resolve_render_config
 
-        cfg = resolve_render_config(target, **params)
+        cfg = resolve_render_config(target, out=out, **params)
         _check_replay_run(cfg.out, "render", replay_run)
-        if no_prefect:
-            from quant_batch.client.factory import build_client
-            from quant_batch.render.run import render_manifest
-
-            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
-                summary = render_manifest(cfg, client, replay=replay_run or replay).to_dict()
-        else:
-            from quant_batch.flows.render_images import render_images
-
-            summary = _run_flow(render_images, "rendering", target=str(target),
-                                **{k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}, replay=replay_run or replay)
-    code = _print_summary(summary, "render")
-    out_console.print(f"contact sheet: {Path(cfg.out) / 'index.html'}")
+        with _progress_bar("rendering") as up:
+            summary = api.render(target, out=out, prefect=prefect, replay=replay_run or replay, on_progress=up, **params)
+    code = _print_summary(summary.to_dict(), "render", as_json)
+    sheet = Path(cfg.out) / "index.html"
+    (console if as_json else out_console).print(f"contact sheet: {sheet}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -172,27 +214,23 @@ def enrich(
     max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend rows that failed or were truncated before.")] = False,
     replay_run: Annotated[str | None, typer.Option(help="Resend only what failed terminally in this run.")] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=_PREFECT_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
     """Run a chat prompt over every row of a catalog table; answers land in a DuckDB table."""
+    import quant_batch.api as api
+
     with _errors_to_exit():
         from quant_batch.enrich.config import load_enrich_config
 
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
         _check_replay_run(cfg.catalog, "enrich", replay_run)
-        if no_prefect:
-            from quant_batch.enrich.run import enrich_table
-            from quant_batch.client.factory import build_client
-
-            with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
-                summary = enrich_table(cfg, client, replay=replay_run or replay).to_dict()
-        else:
-            from quant_batch.flows.enrich import enrich as enrich_flow
-
-            summary = _run_flow(enrich_flow, "enriching", target=str(config), concurrency=concurrency,
-                                max_cost=max_cost, replay=replay_run or replay)
-    code = _print_summary(summary, "enrich")
-    out_console.print(f"results: table {cfg.table} in {Path(cfg.catalog) / 'catalog.duckdb'}")
+        with _progress_bar("enriching") as up:
+            summary = api.enrich(config, prefect=prefect, replay=replay_run or replay, on_progress=up,
+                                 concurrency=concurrency, max_cost=max_cost)
+    code = _print_summary(summary.to_dict(), "enrich", as_json)
+    (console if as_json else out_console).print(
+        f"results: table {cfg.table} in {Path(cfg.catalog) / 'catalog.duckdb'}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -222,14 +260,11 @@ def replay(
 
 
 def _stage_of(target: Path) -> str:
-    """embed, render or enrich: the command a config, folder or manifest belongs to."""
-    if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
-        return "render"
-    if target.suffix.lower() in (".yaml", ".yml") and target.is_file():
-        from quant_batch.enrich.config import is_enrich_config
+    """embed, render or enrich: the command a config, folder, table or manifest belongs to."""
+    from quant_batch.targets import target_kind
 
-        return "enrich" if is_enrich_config(target) else "embed"
-    return "embed"
+    _is_render_yaml(target)  # broken YAML: exit 2 with file:line
+    return {"corpus": "embed", "render": "render", "enrich": "enrich"}[target_kind(target)]
 
 
 def _output_folder(command: str, target: Path, out: Path | None) -> Path:
@@ -254,21 +289,27 @@ def search(
     k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 10,
     source: Annotated[str | None, typer.Option(help="Only sources matching this glob, e.g. 'docs/**/*.md'.")] = None,
     where: Annotated[list[str] | None, typer.Option(help="Metadata equality KEY=VALUE (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
-    """Print the chunks closest to QUERY, with score, source path and position."""
+    """Print the chunks closest to QUERY, with score, document (a table row's file#id) and position."""
     with _errors_to_exit():
-        from quant_batch.client import QuantClient
-        from quant_batch.query.search import search as run_search
+        import quant_batch.api as api
         from quant_batch.store.layout import Layout
 
         Layout(index).require_output()
-        filters = _key_values(where or [])
-        with QuantClient() as client:
-            hits = run_search(index, query, client, k=k, source=source, where=filters)
-    table = Table("score", "source", "pos", "text")
+        hits = api.search(index, query, k=k, source=source, where=_key_values(where or []))
+    if as_json:
+        from dataclasses import asdict
+
+        _print_json([asdict(h) for h in hits])
+        return
+    table = Table("score")
+    table.add_column("document", no_wrap=True, min_width=max((len(h.doc_id) for h in hits), default=8))
+    table.add_column("pos")
+    table.add_column("text")
     for h in hits:
         snippet = " ".join(h.text.split())[:110]
-        table.add_row(f"{h.score:.3f}", h.source_path, str(h.position), snippet)
+        table.add_row(f"{h.score:.3f}", h.doc_id, str(h.position), snippet)
     out_console.print(table)
 
 
@@ -287,23 +328,24 @@ def plan(
     target: Annotated[Path, typer.Argument(help="Corpus config / folder, a manifest / render config, or an enrich config.")],
     out: Annotated[Path | None, typer.Option(help="Output folder to compare against.")] = None,
     latency: Annotated[float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image, 2 chat).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Row id column of a table target (default id).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of a table target (default text).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
-    """Show what a run would do and cost, sending zero API requests."""
-    with _errors_to_exit():
-        from quant_batch.query import estimate
-        from quant_batch.embed.config import resolve_corpus_config
-        from quant_batch.render.config import resolve_render_config
-        from quant_batch.enrich.config import is_enrich_config, load_enrich_config
+    """Show what a run would do and cost, sending zero API requests.
 
-        if is_enrich_config(target):
-            cfg = load_enrich_config(target, catalog=str(out) if out else None)
-            result = estimate.plan_enrich_dry(cfg, latency_s=latency or 2.0)
-        elif target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
-            cfg = resolve_render_config(target, out=out)
-            result = estimate.plan_render_dry(cfg, latency_s=latency or 20.0)
-        else:
-            result = estimate.plan_corpus_dry(resolve_corpus_config(target, out=out), latency_s=latency or 0.5)
+    A table of texts (.parquet, or .csv/.jsonl with the text column and no image-request
+    columns) plans an embedding; a manifest plans a render; an enrich config plans enrichment.
+    """
+    with _errors_to_exit():
+        import quant_batch.api as api
+
+        result = api.plan(target, out=out, latency=latency, id_column=id_column, text_column=text_column)
+    if as_json:
+        _print_json(result)
+        return
     problems = result.pop("problems", [])
+    result.pop("target")
     table = Table(title=f"plan: {target}", show_header=False)
     for k, v in result.items():
         table.add_row(k.replace("_", " "), str(v))
@@ -354,6 +396,7 @@ def chat(
 def runs(
     out: Annotated[Path, typer.Argument(help="Output folder.")],
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
     """List recent runs: status, counts, cost, errors, wall time."""
     from quant_batch.runs.summary import list_runs
@@ -361,15 +404,39 @@ def runs(
 
     with _errors_to_exit():
         layout = Layout(out).require_output()
+    if as_json:
+        _print_json(list_runs(layout.runs, limit))
+        return
     rows = [
         (r["run_id"], r.get("kind"), r.get("status"), r.get("api_calls"), r.get("errors"), r.get("cost_usd"),
          r.get("wall_s"), r.get("reason") or "")
         for r in list_runs(layout.runs, limit)
     ]
-    table = Table("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason")
-    for r in rows:
-        table.add_row(r[0], r[1], r[2], str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
-    out_console.print(table)
+    _print_rows(("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason"),
+                [(r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
+                 for r in rows], ids=("run",))
+
+
+@app.command()
+def errors(
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    run: Annotated[str | None, typer.Option("--run", help="Only the dead letters of this run id.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
+) -> None:
+    """List the dead letters (failed records): key, stage, source/row, status, message.
+
+    Read from the error part files, so it works while a run is writing.
+    """
+    from quant_batch.query.failures import list_errors, where
+
+    records = list_errors(out, run)
+    if as_json:
+        _print_json(records)
+        return
+    rows = [(r["run_id"], r["stage"], r["key"] or "", where(r),
+             str(r["status"] or "") + (" (retried next run)" if r["retryable"] else ""), r["message"]) for r in records]
+    _print_rows(("run", "stage", "key", "source/row", "status", "message"), rows, ids=("run", "key"))
+    console.print(f"{len(records)} error record(s)", highlight=False)
 
 
 @catalog_app.command("rebuild")

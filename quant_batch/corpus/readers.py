@@ -124,6 +124,15 @@ def folder_files(
             yield path, rel, "outside" if outside else "read"
 
 
+def read_document(path: Path) -> Document | DocumentError:
+    """One document file on its own; ``doc_id`` and ``source_path`` are its file name."""
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        return DocumentError(path.name, f"unsupported document type {path.suffix!r}; use one of "
+                             f"{sorted(SUPPORTED_SUFFIXES)}", doc_id=path.name)
+    return _read_file(path, path.name)
+
+
 def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str, bool]]:
     """Depth-first, sorted by name: (path, relative POSIX path, points outside root) per file."""
     try:

@@ -20,12 +20,14 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from quant_batch.config_files import _Strict
-from quant_batch.corpus.readers import TABLE_SUFFIXES, Document, DocumentError, folder_files, iter_folder, iter_table
+from quant_batch.corpus.readers import (
+    TABLE_SUFFIXES, Document, DocumentError, folder_files, iter_folder, iter_table, read_document,
+)
 from quant_batch.errors import InputError
 
 
 class FolderSource(_Strict):
-    """A folder of documents (.txt .md .html .pdf .docx)."""
+    """A folder of documents (.txt .md .html .pdf .docx), or a single document file."""
 
     path: Path
     include: tuple[str, ...] = ("**/*",)
@@ -35,7 +37,7 @@ class FolderSource(_Strict):
 
     @model_validator(mode="after")
     def _exists(self) -> FolderSource:
-        if not self.path.is_dir():
+        if not (self.path.is_dir() or self.path.is_file()):
             raise ValueError(f"folder not found: {self.path}")
         return self
 
@@ -115,6 +117,9 @@ def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Docu
     """Every document of every source, ids qualified by the source's label (see module doc)."""
     for source in sources:
         if isinstance(source, FolderSource):
+            if source.path.is_file():
+                yield read_document(source.path)
+                continue
             if not source.path.is_dir():
                 raise InputError("source folder not found", path=str(source.path))
             for item in iter_folder(source.path, source.include, source.exclude):
@@ -166,7 +171,7 @@ def scan_sources(sources: Iterable[FolderSource | TableSource]) -> SourceScan:
     """Count what each source matches and skips, by the same rules :func:`iter_sources` reads by."""
     scan = SourceScan()
     for source in sources:
-        if isinstance(source, TableSource):
+        if isinstance(source, TableSource) or source.path.is_file():
             scan.matched += 1
             continue
         for path, _rel, verdict in folder_files(source.path, source.include, source.exclude):

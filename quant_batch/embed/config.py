@@ -10,7 +10,9 @@ from pydantic import Field, model_validator
 from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.config_files import _Strict, parse_config, read_yaml
 from quant_batch.corpus.chunking import ChunkSettings
+from quant_batch.corpus.readers import SUPPORTED_SUFFIXES, TABLE_SUFFIXES
 from quant_batch.corpus.sources import Source, check_sources
+from quant_batch.errors import ConfigError
 
 EMBED_MODELS = {"amazon.titan-embed-text-v2:0": (256, 512, 1024, 8192), "amazon.titan-embed-text-v1:0": (1536,)}
 
@@ -88,11 +90,35 @@ def load_corpus_config(path: Path, **overrides: Any) -> CorpusConfig:
     return parse_config(CorpusConfig, data, source=str(path))
 
 
-def resolve_corpus_config(target: str | Path, **overrides: Any) -> CorpusConfig:
-    """A YAML run config, or a folder of documents to index with default settings."""
+def resolve_corpus_config(
+    target: str | Path, *, id_column: str | None = None, text_column: str | None = None, **overrides: Any
+) -> CorpusConfig:
+    """A YAML run config, a folder of documents, a table (.parquet/.csv/.jsonl) or one document file.
+
+    A table is embedded row by row (``id_column`` / ``text_column``, default ``id`` / ``text``); a
+    missing column raises :class:`InputError` naming the columns found, before anything runs.
+    """
     target = Path(target)
+    suffix = target.suffix.lower()
+    if (id_column or text_column) and suffix not in TABLE_SUFFIXES:
+        raise ConfigError(f"{target}: --id-column/--text-column apply only to a table target (.parquet/.csv/.jsonl)")
+    source: dict[str, Any] | None = None
     if target.is_dir():
-        data: dict[str, Any] = {"sources": [{"path": str(target)}]}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return parse_config(CorpusConfig, data, source=str(target))
-    return load_corpus_config(target, **overrides)
+        source = {"path": str(target)}
+    elif target.is_file() and suffix in TABLE_SUFFIXES:
+        source = {"table": str(target), "id_column": id_column or "id", "text_column": text_column or "text"}
+        _check_columns(target, source["id_column"], source["text_column"])
+    elif target.is_file() and suffix in SUPPORTED_SUFFIXES:
+        source = {"path": str(target)}  # one document: doc_id is its file name
+    if source is None:
+        return load_corpus_config(target, **overrides)
+    data: dict[str, Any] = {"sources": [source]}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(CorpusConfig, data, source=str(target))
+
+
+def _check_columns(table: Path, id_column: str, text_column: str) -> None:
+    """Fail before the run when the table lacks a column (the reader checks before its first row)."""
+    from quant_batch.corpus.readers import iter_table
+
+    next(iter_table(table, id_column=id_column, text_column=text_column), None)

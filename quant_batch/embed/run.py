@@ -178,7 +178,7 @@ class CorpusRun(RunSession):
         if ctx is not None:
             s.api_calls += ctx.calls
             s.cost_usd = round(s.cost_usd + ctx.cost_usd, 8)
-        s.stats = {
+        s.stats |= {
             "documents": st.documents,
             "documents_failed": st.documents_failed,
             "documents_unchanged": st.documents_unchanged,

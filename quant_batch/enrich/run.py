@@ -81,7 +81,7 @@ class EnrichRun(RunSession):
         s.api_calls = tot.api_calls
         s.errors = tot.failed + len(plan.errors)
         s.cost_usd = round(tot.cost_usd, 8)
-        s.stats = {
+        s.stats |= {
             "table": self.config.table,
             "template_hash": self.prompt.hash,
             "rows": plan.rows,

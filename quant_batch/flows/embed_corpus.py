@@ -24,6 +24,7 @@ from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.embed.config import CorpusConfig, resolve_corpus_config
 from quant_batch.embed.run import CorpusRun
 from quant_batch.pricing import Budget
+from quant_batch.runs.runner import running_under
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
 from quant_batch.client.factory import build_client
 
@@ -91,13 +92,23 @@ def embed_corpus(
     concurrency: int | None = None,
     max_cost: float | None = None,
     replay: bool | str = False,
+    id_column: str | None = None,
+    text_column: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Embed a corpus: ``target`` is a run config (YAML) or a folder of documents.
+    """Embed a corpus: ``target`` is a run config (YAML), a folder, a table or one document.
 
+    ``overrides`` holds further run-config fields (as ``quant_batch.embed(**overrides)`` takes).
     Returns the run summary (also in ``<out>/runs/`` and the ``runs`` table).
     """
-    cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
-    return _run(cfg, replay)
+    cfg = resolve_corpus_config(target, id_column=id_column, text_column=text_column,
+                                **{**(overrides or {}), **_set(out=out, concurrency=concurrency, max_cost=max_cost)})
+    with running_under("prefect"):
+        return _run(cfg, replay)
+
+
+def _set(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def flow_for(cfg: CorpusConfig):

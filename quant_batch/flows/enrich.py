@@ -23,6 +23,7 @@ from quant_batch.enrich.run import EnrichRun
 from quant_batch.enrich.source import EnrichItem
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
 from quant_batch.pricing import PriceTable
+from quant_batch.runs.runner import running_under
 
 
 @task(name="enrich-shard", cache_policy=NO_CACHE)
@@ -34,11 +35,12 @@ def enrich_shard_task(items: list[EnrichItem], client: QuantClient, ctx: EnrichC
 
 @flow(name="enrich", task_runner=ThreadPoolTaskRunner(max_workers=64))
 def enrich(target: str, concurrency: int | None = None, max_cost: float | None = None,
-           replay: bool | str = False) -> dict[str, Any]:
-    """Enrich with the YAML config ``target``; returns the run summary."""
+           replay: bool | str = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Enrich with the YAML config ``target`` (plus config-field ``overrides``); returns the run summary."""
     log = get_run_logger()
-    cfg = load_enrich_config(Path(target), concurrency=concurrency, max_cost=max_cost)
-    with EnrichRun(cfg) as run:
+    given = {k: v for k, v in {"concurrency": concurrency, "max_cost": max_cost}.items() if v is not None}
+    cfg = load_enrich_config(Path(target), **{**(overrides or {}), **given})
+    with running_under("prefect"), EnrichRun(cfg) as run:
         pending = run.make_plan(replay=replay)
         log.info("%s rows to enrich into %s, %s unchanged", len(pending), cfg.table, run.plan.unchanged)
         progress = Progress("enrich-progress", len(pending), f"rows enriched ({run.summary.run_id})")

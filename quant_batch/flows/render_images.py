@@ -17,6 +17,7 @@ from quant_batch.flows._limits import flow_client
 from quant_batch.client import QuantClient
 from quant_batch.render.config import resolve_render_config
 from quant_batch.pricing import Budget, PriceTable
+from quant_batch.runs.runner import running_under
 from quant_batch.render.manifest import RenderRow
 from quant_batch.render.run import RenderContext, RenderResult, RenderRun, render_rows
 
@@ -37,13 +38,16 @@ def render_images(
     max_cost: float | None = None,
     defaults: dict[str, Any] | None = None,
     replay: bool | str = False,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Render ``target`` (a manifest, or a YAML run config naming one); returns the run summary."""
+    """Render ``target`` (a manifest, or a YAML run config naming one); returns the run summary.
+
+    ``overrides`` holds further run-config fields (as ``quant_batch.render(**overrides)`` takes).
+    """
     log = get_run_logger()
-    cfg = resolve_render_config(
-        target, out=out, concurrency=concurrency, skip_invalid=skip_invalid, max_cost=max_cost, defaults=defaults
-    )
-    with RenderRun(cfg) as run:
+    given = dict(out=out, concurrency=concurrency, skip_invalid=skip_invalid, max_cost=max_cost, defaults=defaults)
+    cfg = resolve_render_config(target, **{**(overrides or {}), **{k: v for k, v in given.items() if v is not None}})
+    with running_under("prefect"), RenderRun(cfg) as run:
         pending = run.make_plan(replay=replay)
         log.info("%s rows to render, %s already rendered", len(pending), run.unchanged)
         progress = Progress("render-progress", len(pending), f"rows rendered ({run.summary.run_id})")

@@ -278,7 +278,7 @@ class RenderRun(RunSession):
         s.api_calls = tot.api_calls
         s.errors = tot.failed + len(invalid)
         s.cost_usd = round(tot.cost_usd, 6)
-        s.stats = {
+        s.stats |= {
             "rows": len(self.manifest.rows) + len(self.manifest.invalid_rows),
             "rendered": tot.rendered,
             "skipped_unchanged": self.unchanged,

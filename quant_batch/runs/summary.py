@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,12 @@ class RunSummary:
         d = asdict(self)
         d["wall_s"] = round(self.wall_s, 3)
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSummary:
+        """The summary back from :meth:`to_dict` (a flow's return value, a run file)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     def save(self, runs_dir: Path) -> Path:
         path = runs_dir / f"{self.run_id}.json"

@@ -43,8 +43,8 @@ def _traced(name: str, fn):
 def install() -> None:
     import pyarrow.parquet as real_pq
 
-    import quant_batch.embed.run as run
-    import quant_batch.render.run as render
+    from quant_batch.embed import run
+    from quant_batch.render import run as render
     import quant_batch.store.catalog as catalog
     import quant_batch.store.files as files
 

@@ -1,0 +1,82 @@
+"""What a command-line target is: a corpus to embed, an image manifest to render, or an enrich config.
+
+``embed`` and ``render`` know what they were given; ``plan`` and ``replay`` decide from the target:
+
+- a folder, a single document (``.md .txt .html .pdf .docx``) or a YAML config without
+  ``manifest:``/``rows:``: a corpus;
+- an enrich YAML (``catalog`` + ``source`` + ``template``): enrichment;
+- a YAML list of rows or a YAML config with ``manifest:``/``rows:``: a render manifest;
+- a table (``.parquet .csv .jsonl .ndjson``), by its columns (the header, or the first JSON
+  object): a manifest when a column is an image-request field (``prompt``, ``task``/``taskType``,
+  ``width``, ``seed``, ``textToImageParams``, ...); otherwise a corpus table when it has the text
+  column (``text`` unless ``--text-column``). Parquet is never a manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Literal
+
+TargetKind = Literal["corpus", "render", "enrich"]
+TABLES = (".parquet", ".csv", ".jsonl", ".ndjson")
+
+
+def target_kind(target: Path, *, text_column: str = "text") -> TargetKind:
+    """Corpus, render or enrich, by the rule in this module's docstring."""
+    target = Path(target)
+    suffix = target.suffix.lower()
+    if target.is_dir() or not target.is_file():
+        return "corpus"
+    if suffix in (".yaml", ".yml"):
+        return _yaml_kind(target)
+    if suffix == ".parquet" or suffix not in TABLES:
+        return "corpus"
+    columns = table_columns(target)
+    if columns & _manifest_fields():
+        return "render"
+    return "corpus" if text_column in columns else "render"
+
+
+def table_columns(path: Path) -> set[str]:
+    """Column names of a table file: the CSV header, the first JSON object's keys, the Parquet schema."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return set(pq.ParquetFile(path).schema_arrow.names)
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            if suffix == ".csv":
+                return set(next(csv.reader(fh), []))
+            for line in fh:
+                if line.strip():
+                    record = json.loads(line)
+                    return set(record) if isinstance(record, dict) else set()
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError):
+        return set()  # unreadable: the stage's own reader reports it with the line
+    return set()
+
+
+def _yaml_kind(path: Path) -> TargetKind:
+    import yaml
+
+    from quant_batch.enrich.config import is_enrich_config
+
+    if is_enrich_config(path):
+        return "enrich"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return "corpus"  # the corpus loader reports the file and line
+    manifest = isinstance(data, list) or (isinstance(data, dict) and ("manifest" in data or "rows" in data))
+    return "render" if manifest else "corpus"
+
+
+def _manifest_fields() -> set[str]:
+    from quant_batch.render.manifest import ALIASES, CONFIG, FIELDS
+    from quant_batch.render.rules import PARAMS_KEY
+
+    # "text" is a prompt alias in manifests but the default text column of a corpus table: it decides nothing
+    return (set(FIELDS) | set(ALIASES) | set(PARAMS_KEY.values()) | {CONFIG}) - {"text"}
