@@ -1,7 +1,7 @@
 """``quant-batch``: a thin command line over the library and the flows.
 
 ``embed``, ``render`` and ``enrich`` run the Prefect flows (ephemeral unless ``PREFECT_API_URL`` is set), so
-runs show up in a user's Prefect UI; ``search``, ``plan``, ``runs`` and ``catalog`` only read and
+runs show up in a user's Prefect UI; ``search``, ``plan``, ``runs``, ``ui`` and ``catalog`` only read and
 never start Prefect. Exit codes: 0 all good, 1 some records failed or the run stopped at the
 spend cap, 2 bad input or configuration.
 """
@@ -331,6 +331,28 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
             with Catalog(layout) as cat:
                 n = cat.sync()
     out_console.print(f"loaded {n} part files into {layout.catalog}")
+
+
+@app.command()
+def ui(
+    outs: Annotated[list[Path], typer.Argument(help="Output folders (embed and/or render).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
+) -> None:
+    """Serve a read-only web page over OUTS: search, documents, images, runs, failures."""
+    with _errors_to_exit():
+        import uvicorn
+
+        from quant_batch.ui import app as ui_app
+        from quant_batch.ui.serve import check_host, check_outs, url
+
+        warning = check_host(host, allow_remote)
+        web = ui_app(check_outs(outs))
+    if warning:
+        console.print(f"[yellow]{warning}[/yellow]", highlight=False)
+    out_console.print(f"quant-batch ui on {url(host, port)}  (Ctrl+C stops it)", highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 @app.command()

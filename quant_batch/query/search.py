@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -85,17 +86,17 @@ def _search_matrix(layout: Layout, cat: Catalog, gen: dict, min_rows: int) -> tu
             return None
         for old in layout.state.glob(f"search-{gen['generation']}-*"):
             old.unlink(missing_ok=True)
-        _build_matrix(cat, vec_path, ids_path, dim)
+        _build_matrix(cat.con, vec_path, ids_path, dim)
     vectors = np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
     with pa.memory_map(str(ids_path)) as src:
         ids = pa.ipc.open_file(src).read_all().column("chunk_id").to_pylist()
     return vectors, ids
 
 
-def _build_matrix(cat: Catalog, vec_path: Path, ids_path: Path, dim: int) -> None:
-    """Stream ``chunks`` into a float32 file of unit rows and an Arrow file of their ids."""
+def _build_matrix(con: duckdb.DuckDBPyConnection, vec_path: Path, ids_path: Path, dim: int) -> None:
+    """Stream the ``chunks`` view of ``con`` into a float32 file of unit rows and an Arrow file of their ids."""
     ids: list[pa.Array] = []
-    reader = cat.con.cursor().sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
+    reader = con.cursor().sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
     with atomic_path(vec_path) as tmp, open(tmp, "wb") as fh:
         for batch in reader:
             flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
