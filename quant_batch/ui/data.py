@@ -12,7 +12,6 @@ under ``<out>/.ui-cache/`` (thumbnails, the search matrix).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import threading
@@ -178,8 +177,7 @@ class OutputData:
         assert self._matrix is not None
         index = self._matrix[3]
         mask = np.zeros(n, dtype=bool)
-        regex = fnmatch.translate(pattern)
-        for r in self.rows("SELECT chunk_id FROM live_chunks WHERE regexp_full_match(source_path, ?)", [regex]):
+        for r in self.rows("SELECT chunk_id FROM live_chunks WHERE source_path GLOB ?", [pattern]):
             if (i := index.get(r["chunk_id"])) is not None:
                 mask[i] = True
         return mask
