@@ -13,6 +13,7 @@ under ``<out>/.ui-cache/`` (thumbnails, the search matrix).
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from quant_batch.store.layout import Layout
 from quant_batch.store.records import ERROR_SCHEMA
 
 CACHE_DIR = ".ui-cache"
-IMAGE_COLUMNS = ", ".join(IMAGE_SCHEMA.names)  # never the optional embedded ``png`` column
-ERROR_COLUMNS = ", ".join(ERROR_SCHEMA.names)
+APPEND_FILES = 500
+IMAGE_COLUMNS = ", ".join(IMAGE_SCHEMA.names)
 _ABS_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"<>:]+/)+([^\s/'\"<>:]+)")
 
 
@@ -40,11 +41,13 @@ def public_path(text: str | None) -> str:
     return _ABS_PATH.sub(r"\1", text) if text else ""
 
 
-def _parts(folder: Path) -> list[Path]:
-    """Committed part files of ``folder`` (hidden ``.tmp-`` files are not parts yet)."""
-    if not folder.is_dir():
+def _part_names(folder: Path) -> list[str]:
+    """Names of the committed part files of ``folder`` (hidden ``.tmp-`` files are not parts yet)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.name.endswith(".parquet") and not e.name.startswith("."))
+    except FileNotFoundError:
         return []
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
 
 
 def _stamp(path: Path) -> str | None:
@@ -76,6 +79,7 @@ class OutputData:
         self.layout = Layout(self.root)
         self.cache = self.root / CACHE_DIR
         self.con = duckdb.connect(config={"memory_limit": "512MB"})
+        self.con.execute("SET enable_progress_bar = false")
         self.lock = threading.RLock()
         self._loaded: dict[str, set[str]] = {"image_renders": set(), "errors": set()}
         self._stamps: dict[str, str | None] = {}
@@ -102,21 +106,25 @@ class OutputData:
     def refresh(self) -> None:
         """Append parts published since the last call; reload replaced state files."""
         with self.lock:
-            self._append("image_renders", _parts(self.layout.image_parts), IMAGE_COLUMNS)
-            self._append("errors", _parts(self.layout.error_parts), ERROR_COLUMNS)
+            self._append("image_renders", self.layout.image_parts, IMAGE_SCHEMA)
+            self._append("errors", self.layout.error_parts, ERROR_SCHEMA)
             self.generation = self.layout.active_generation()
             if self.generation:
                 g = self.generation["generation"]
                 self._reload("live_chunks", self.layout.live(g))
                 self._reload("documents", self.layout.documents(g))
 
-    def _append(self, table: str, paths: list[Path], columns: str) -> None:
-        new = [p for p in paths if p.name not in self._loaded[table]]
-        if not new:
-            return
-        self.con.execute(f"INSERT INTO {table} BY NAME SELECT {columns} FROM "
-                         f"read_parquet({_files_sql(new)}, union_by_name=true)")
-        self._loaded[table].update(p.name for p in new)
+    def _append(self, table: str, folder: Path, schema: pa.Schema) -> None:
+        loaded = self._loaded[table]
+        new = [n for n in _part_names(folder) if n not in loaded]
+        columns = ", ".join(schema.names)  # never an image part's optional embedded ``png`` column
+        # 500 files per read: one read_parquet over 10,000 one-row parts took 30 s and ran out of
+        # memory; in slices it takes a few seconds, once (later calls read only new parts)
+        for i in range(0, len(new), APPEND_FILES):
+            batch = new[i:i + APPEND_FILES]
+            self.con.execute(f"INSERT INTO {table} BY NAME SELECT {columns} FROM "
+                             f"read_parquet({_files_sql([folder / n for n in batch])}, union_by_name=true)")
+            loaded.update(batch)
 
     def _reload(self, table: str, path: Path) -> None:
         stamp = _stamp(path)
@@ -199,7 +207,8 @@ class OutputData:
         if not (vec_path.exists() and ids_path.exists()):
             for old in self.cache.glob(f"search-{gen['generation']}-*"):
                 old.unlink(missing_ok=True)
-            parts = _parts(self.layout.vector_parts(gen["generation"]))
+            folder = self.layout.vector_parts(gen["generation"])
+            parts = [folder / n for n in _part_names(folder)]
             self.con.execute(
                 "CREATE OR REPLACE VIEW chunks AS SELECT l.chunk_id, v.vector FROM live_chunks l JOIN "
                 f"(SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key)" if parts else
@@ -268,16 +277,18 @@ class OutputData:
                          "ORDER BY created_at DESC LIMIT 1", [key])
         return rows[0] if rows else None
 
-    def image_file(self, name: str) -> Path | None:
-        """The PNG ``name`` if the catalog lists it and it is a file directly under the folder."""
-        found = self.rows("SELECT path, sha256 FROM image_renders WHERE path = ? LIMIT 1", [name])
+    def image_file(self, name: str) -> tuple[Path, str] | None:
+        """The PNG ``name`` and its sha256, if the image parts list it and it is a file directly
+        under the folder; anything else (traversal, other files of the folder) is None."""
+        sql = "SELECT path, sha256 FROM image_renders WHERE path = ? ORDER BY created_at DESC LIMIT 1"
+        found = self.rows(sql, [name])
+        if not found:  # maybe published since the last refresh: file requests skip refreshing
+            self.refresh()
+            found = self.rows(sql, [name])
         if not found:
             return None
         path = (self.root / found[0]["path"]).resolve()
-        return path if path.parent == self.root and path.is_file() else None
-
-    def image_sha(self, name: str) -> str | None:
-        return self.scalar("SELECT sha256 FROM images WHERE path = ? LIMIT 1", [name])
+        return (path, found[0]["sha256"]) if path.parent == self.root and path.is_file() else None
 
     # -- runs and failures -----------------------------------------------------------------
 

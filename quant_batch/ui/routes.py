@@ -81,6 +81,10 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Iterator[None]:
+        # read the parts in the background from the start: 10,000 one-row image parts take
+        # seconds, which the first page would otherwise wait for
+        for data in folders.values():
+            threading.Thread(target=data.refresh, daemon=True).start()
         yield
         searcher.close()
 
@@ -97,11 +101,12 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
         html = env.get_template(template).render(out=out, outs=list(folders), tab=tab, **ctx)
         return HTMLResponse(html)
 
-    def folder(name: str) -> OutputData:
+    def folder(name: str, refresh: bool = True) -> OutputData:
         data = folders.get(name)
         if data is None:
             raise HTTPException(404)
-        data.refresh()
+        if refresh:
+            data.refresh()
         return data
 
     @app.get("/", response_class=HTMLResponse)
@@ -179,19 +184,19 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
 
     @app.get("/o/{name}/img/{file}")
     def img(name: str, file: str) -> FileResponse:
-        path = folder(name).image_file(file)
-        if path is None:
+        found = folder(name, refresh=False).image_file(file)
+        if found is None:
             raise HTTPException(404)
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(found[0], media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/o/{name}/thumb/{file}")
     def thumb(name: str, file: str) -> FileResponse:
-        data = folder(name)
-        path, sha = data.image_file(file), data.image_sha(file)
-        if path is None or sha is None:
+        data = folder(name, refresh=False)
+        found = data.image_file(file)
+        if found is None:
             raise HTTPException(404)
-        # sha in the cached name: a re-rendered image gets a new thumbnail
-        return FileResponse(thumbnail(data.cache, path, sha), media_type="image/jpeg",
+        # named by the image's sha256: a re-rendered image gets a new thumbnail
+        return FileResponse(thumbnail(data.cache, *found), media_type="image/jpeg",
                             headers={"Cache-Control": "private, max-age=86400"})
 
     @app.exception_handler(404)
