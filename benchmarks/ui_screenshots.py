@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import uvicorn
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 from pydantic import SecretStr
 
 from quant_batch.client import QuantClient
@@ -68,6 +68,9 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             for name, path in PAGES.items():
                 page.goto(f"http://127.0.0.1:{port}{path}")
+                # thumbnails are made on first request: wait until every image has arrived
+                for img in page.locator("img").all():
+                    expect(img).to_have_js_property("complete", True, timeout=30_000)
                 if name == "search":
                     page.locator(".hit summary").first.click()
                 page.screenshot(path=str(REPO / "docs" / f"ui-{name}.png"))

@@ -32,7 +32,8 @@ HOSTILE_DOC = (
     "<img src=x onerror=\"alert('doc-img')\"> and <b>bold</b> should all show as plain text.\n"
 )
 HOSTILE_PROMPT = "A xylophone <script>alert('prompt')</script> <img src=x onerror=alert('prompt-img')>"
-GALLERY_ROWS = 300
+GALLERY_ROWS = 300  # plain rows; the manifest adds a blocked, a hostile and a conditioned row
+ROWS = GALLERY_ROWS + 3
 CHROMIUM_PATHS = ("chromium", "chromium-browser", "/usr/bin/chromium", "/usr/lib/chromium/chromium")
 
 
@@ -52,7 +53,10 @@ def _manifest(folder: Path) -> Path:
     rows = [{"id": f"img-{i:04d}", "prompt": f"A lighthouse at dusk, study {i}", "width": 320, "height": 320,
              "seed": i} for i in range(GALLERY_ROWS)]
     rows += [{"id": "zz-blocked", "prompt": "Something __BLOCKED__ here", "width": 320, "height": 320},
-             {"id": "hostile", "prompt": HOSTILE_PROMPT, "width": 320, "height": 320, "seed": 7}]
+             {"id": "hostile", "prompt": HOSTILE_PROMPT, "width": 320, "height": 320, "seed": 7},
+             {"id": "cottage", "prompt": "A stone cottage", "conditionImage": "images/house_sketch.png",
+              "controlMode": "CANNY_EDGE", "width": 320, "height": 320, "seed": 5}]
+    shutil.copytree(SAMPLE_CORPUS.parent / "images", folder / "images")
     path = folder / "prompts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.ui.conftest import GALLERY_ROWS
+from tests.ui.conftest import ROWS
 
 BLOCKED_TEXT = "blocked by our content filters"
 
@@ -46,7 +46,7 @@ def test_documents_list_and_chunks_in_order(page: Page, ui_url):
 
 def test_gallery_pages_through_every_row_with_failed_rows_first(page: Page, ui_url, outputs):
     page.goto(f"{ui_url}/o/renders/images")
-    expect(page.locator("h1")).to_contain_text(f"({GALLERY_ROWS + 2})")
+    expect(page.locator("h1")).to_contain_text(f"({ROWS})")
     first = page.locator(".card").first
     expect(first).to_have_class(re.compile("failed"))
     expect(first).to_contain_text("zz-blocked")
@@ -57,7 +57,7 @@ def test_gallery_pages_through_every_row_with_failed_rows_first(page: Page, ui_u
         if not nxt.count():
             break
         nxt.click()
-    assert len(seen) == len(set(seen)) == GALLERY_ROWS + 2
+    assert len(seen) == len(set(seen)) == ROWS
     # thumbnails: small JPEGs from the cache, not the PNGs scaled down
     page.goto(f"{ui_url}/o/renders/images?q=study+12")
     img = page.locator(".card img").first
@@ -99,12 +99,20 @@ def test_image_detail_shows_parameters_and_the_manifest_row(page: Page, ui_url, 
     assert full.ok and full.body() == (outputs.renders / "img-0042_0.png").read_bytes()
 
 
+def test_input_images_are_named_without_machine_paths(page: Page, ui_url, outputs):
+    page.goto(f"{ui_url}/o/renders/image?id=cottage&n=0")
+    expect(page.locator("dl")).to_contain_text("house_sketch.png")
+    row = json.loads(page.locator("#manifest-row").inner_text())
+    assert row["conditionImage"] == "house_sketch.png" and row["controlMode"] == "CANNY_EDGE"
+    assert str(outputs.renders.parent) not in page.content()
+
+
 def test_runs_page_lists_each_run_with_status_cost_and_throughput(page: Page, ui_url, outputs):
     page.goto(f"{ui_url}/o/renders/runs")
     row = page.locator("tr", has_text=outputs.render_run)
     expect(row.locator(".status")).to_have_text("errors")
     expect(row).to_contain_text("images/s")
-    expect(row).to_contain_text(f"images {GALLERY_ROWS + 1}")
+    expect(row).to_contain_text(f"images {ROWS - 1}")
     page.goto(f"{ui_url}/o/index/runs")
     expect(page.locator("tr", has_text="embed-").locator(".status")).to_have_text("completed")
 
