@@ -209,11 +209,13 @@ class OutputData:
                 old.unlink(missing_ok=True)
             folder = self.layout.vector_parts(gen["generation"])
             parts = [folder / n for n in _part_names(folder)]
+            # a part committed twice (a task that ran twice) must not double a chunk, hence the QUALIFY
             self.con.execute(
-                "CREATE OR REPLACE VIEW chunks AS SELECT l.chunk_id, v.vector FROM live_chunks l JOIN "
-                f"(SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key)" if parts else
+                f"CREATE OR REPLACE VIEW chunks AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector FROM live_chunks l "
+                f"JOIN (SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key) "
+                "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1" if parts else
                 f"CREATE OR REPLACE VIEW chunks AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0")
-            _build_matrix(self.con, vec_path, ids_path, dim)
+            _build_matrix(self, vec_path, ids_path, dim)  # reads self.con's ``chunks``, as from a Snapshot
         size = vec_path.stat().st_size
         vectors = (np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim) if size
                    else np.zeros((0, dim), dtype=np.float32))
