@@ -17,29 +17,29 @@ def test_search_finds_the_expected_document_first_and_keeps_state_in_the_url(pag
     page.get_by_label("query").fill("when is the library open on sunday")
     page.get_by_role("button", name="Search").click()
     first = page.locator(".hit").first
-    expect(first.locator(".source")).to_have_text("library/opening-hours.md")
+    expect(first.locator(".source")).to_have_text("corpus/library/opening-hours.md")
     assert re.search(r"[?&]q=when\+is\+the\+library", page.url)
     # the full chunk text is there on demand
     first.locator("summary").click()
     expect(first.locator("pre.text")).to_contain_text("Sunday")
     # the URL alone reproduces the search
     page.goto(page.url)
-    expect(page.locator(".hit .source").first).to_have_text("library/opening-hours.md")
+    expect(page.locator(".hit .source").first).to_have_text("corpus/library/opening-hours.md")
 
 
 def test_search_source_glob_filters_hits(page: Page, ui_url):
-    page.goto(f"{ui_url}/o/index/search?q=when+is+the+library+open+on+sunday&source=bicycle/*&k=5")
+    page.goto(f"{ui_url}/o/index/search?q=when+is+the+library+open+on+sunday&source=corpus/bicycle/*&k=5")
     sources = page.locator(".hit .source").all_inner_texts()
-    assert sources and all(s.startswith("bicycle/") for s in sources)
+    assert sources and all(s.startswith("corpus/bicycle/") for s in sources)
 
 
 def test_documents_list_and_chunks_in_order(page: Page, ui_url):
     page.goto(f"{ui_url}/o/index/documents")
-    row = page.locator("tr", has=page.get_by_role("link", name="library/opening-hours.md"))
+    row = page.locator("tr", has=page.get_by_role("link", name="corpus/library/opening-hours.md"))
     expect(row.locator(".status")).to_have_text("ok")
     chunks = int(row.locator("td.num").inner_text())
     row.get_by_role("link").click()
-    expect(page.locator("h1")).to_contain_text("library/opening-hours.md")
+    expect(page.locator("h1")).to_contain_text("corpus/library/opening-hours.md")
     positions = [int(m) for m in re.findall(r"chunk (\d+)", " ".join(page.locator(".chunk .meta").all_inner_texts()))]
     assert positions == list(range(chunks))
 
@@ -103,7 +103,7 @@ def test_input_images_are_named_without_machine_paths(page: Page, ui_url, output
     page.goto(f"{ui_url}/o/renders/image?id=cottage&n=0")
     expect(page.locator("dl")).to_contain_text("house_sketch.png")
     row = json.loads(page.locator("#manifest-row").inner_text())
-    assert row["conditionImage"] == "house_sketch.png" and row["controlMode"] == "CANNY_EDGE"
+    assert row["conditionImage"] == "images/house_sketch.png" and row["controlMode"] == "CANNY_EDGE"
     assert str(outputs.renders.parent) not in page.content()
 
 
@@ -130,7 +130,7 @@ def test_failures_page_shows_reason_and_replay_command(page: Page, ui_url, outpu
 def test_hostile_text_shows_as_text_and_runs_nothing(page: Page, ui_url):
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(f"{ui_url}/o/index/document?id=hostile.md")
+    page.goto(f"{ui_url}/o/index/document?id=corpus/hostile.md")
     expect(page.locator(".chunk pre")).to_contain_text("<script>alert('doc-script')</script>")
     expect(page.locator(".chunk pre")).to_contain_text('<img src=x onerror="alert(\'doc-img\')">')
     page.goto(f"{ui_url}/o/index/search?q=xylophone+quarantine+notice")
