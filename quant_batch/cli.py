@@ -2,10 +2,11 @@
 
 ``embed``, ``render`` and ``enrich`` run the Prefect flows when a Prefect API is configured (so
 runs show up in a user's Prefect UI) and the same library code in-process otherwise
-(``--prefect/--no-prefect`` forces either); ``search``, ``plan``, ``runs``, ``errors`` and
+(``--prefect/--no-prefect`` forces either); ``search``, ``plan``, ``runs``, ``errors``, ``ui`` and
 ``catalog`` only read and never start Prefect. ``--json`` prints exactly one JSON document on
-stdout; logs and progress go to stderr. Exit codes: 0 all good, 1 some records failed or the run stopped at the
-spend cap, 2 bad input or configuration.
+stdout; logs and progress go to stderr. Exit codes: see ``runs.summary.STATUSES`` and the README
+(0 all good, 1 some records failed or the spend cap stopped the run, 2 bad input or configuration
+or a refused token / unreachable service, 3 dead letters from earlier runs still missing).
 """
 
 from __future__ import annotations
@@ -454,6 +455,28 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
             with Catalog(layout) as cat:
                 n = cat.sync()
     out_console.print(f"loaded {n} part files into {layout.catalog}")
+
+
+@app.command()
+def ui(
+    outs: Annotated[list[Path], typer.Argument(help="Output folders (embed and/or render).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,
+) -> None:
+    """Serve a read-only web page over OUTS: search, documents, images, runs, failures."""
+    with _errors_to_exit():
+        import uvicorn
+
+        from quant_batch.ui import app as ui_app
+        from quant_batch.ui.serve import check_host, check_outs, url
+
+        warning = check_host(host, allow_remote)
+        web = ui_app(check_outs(outs))
+    if warning:
+        console.print(f"[yellow]{warning}[/yellow]", highlight=False)
+    out_console.print(f"quant-batch ui on {url(host, port)}  (Ctrl+C stops it)", highlight=False)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 @app.command()
