@@ -1,8 +1,8 @@
 """``quant-batch``: a thin command line over the library and the flows.
 
 ``embed``, ``render`` and ``enrich`` run the Prefect flows (ephemeral unless ``PREFECT_API_URL`` is set), so
-runs show up in a user's Prefect UI; ``search``, ``plan``, ``runs`` and ``catalog`` only read and
-never start Prefect. Exit codes: 0 all good, 1 some records failed or the run stopped at the
+runs show up in a user's Prefect UI; ``search``, ``plan`` and ``runs`` only read, ``catalog rebuild``
+rewrites catalog.duckdb from the parts, and none of them starts Prefect. Exit codes: 0 all good, 1 some records failed or the run stopped at the
 spend cap, 2 bad input or configuration.
 """
 

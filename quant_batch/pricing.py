@@ -16,7 +16,7 @@ DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "pricing.yaml"  # pac
 
 @dataclass(frozen=True)
 class PriceTable:
-    """Prices per model; unknown models cost 0 and are listed in ``unpriced``."""
+    """Prices per model; a model missing from the table costs 0 (and so never trips a spend cap)."""
 
     embeddings: dict[str, float] = field(default_factory=dict)
     images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -40,7 +40,7 @@ class PriceTable:
 
 
 def load_prices(path: Path | None = None) -> PriceTable:
-    """Load the price table at ``path`` (default ``configs/pricing.yaml``)."""
+    """Load the price table at ``path`` (default: the bundled ``quant_batch/data/pricing.yaml``)."""
     path = path or DEFAULT_TABLE
     if not path.exists():
         if path == DEFAULT_TABLE:

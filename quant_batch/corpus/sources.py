@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from quant_batch.config_files import _Strict
 from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
@@ -16,9 +16,9 @@ from quant_batch.errors import InputError
 class FolderSource(_Strict):
     """A folder of documents (.txt .md .html .pdf .docx)."""
 
-    path: Path
-    include: tuple[str, ...] = ("**/*",)
-    exclude: tuple[str, ...] = ()
+    path: Path = Field(description="Folder to read recursively; it must exist.")
+    include: tuple[str, ...] = Field(default=("**/*",), description="Glob patterns of files to read, relative to path.")
+    exclude: tuple[str, ...] = Field(default=(), description="Glob patterns of files to skip; win over include.")
 
     @model_validator(mode="after")
     def _exists(self) -> FolderSource:
@@ -30,9 +30,9 @@ class FolderSource(_Strict):
 class TableSource(_Strict):
     """A Parquet / CSV / JSONL table with one document per row."""
 
-    table: Path
-    id_column: str = "id"
-    text_column: str = "text"
+    table: Path = Field(description="A .parquet, .csv or .jsonl file; it must exist.")
+    id_column: str = Field(default="id", description="Column naming each row's document (its doc_id).")
+    text_column: str = Field(default="text", description="Column holding each row's document text.")
 
     @model_validator(mode="after")
     def _exists(self) -> TableSource:

@@ -20,7 +20,12 @@ def new_run_id(kind: str) -> str:
 
 @dataclass
 class RunSummary:
-    """What a run did; ``status`` is completed, partial (cap or failures) or failed."""
+    """What a run did.
+
+    ``status``: ``running`` while it runs; then ``completed``, ``errors`` (some records failed or
+    were truncated), ``partial`` (stopped at the spend cap; the next run continues) or ``failed``
+    (an exception, or the process ended before the run finished).
+    """
 
     run_id: str
     kind: str
