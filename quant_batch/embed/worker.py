@@ -10,8 +10,6 @@ offending texts fail, so one bad text never costs its 99 neighbours.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,6 @@ from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, vector_array, write_errors
 
 NORM_TOLERANCE = 1e-3
-CRASH_ENV = "QUANT_BATCH_TEST_CRASH_AFTER_PARTS"  # test-only fault hook: exit hard after N parts
 
 
 @dataclass(frozen=True)
@@ -57,24 +54,8 @@ class ShardResult:
     embedded: int = 0
     failed: int = 0
     input_tokens: int = 0
-    batches_done: int = 0
     batches_skipped: int = 0
     stopped: str | None = None
-
-
-_crash_counter = 0
-_crash_lock = threading.Lock()
-
-
-def _maybe_crash() -> None:
-    limit = os.environ.get(CRASH_ENV)
-    if not limit:
-        return
-    global _crash_counter
-    with _crash_lock:
-        _crash_counter += 1
-        if _crash_counter >= int(limit):
-            os._exit(137)
 
 
 def check_vectors(result: EmbeddingResult, n: int, task: ShardTask) -> list[str | None]:
@@ -165,7 +146,6 @@ class _ShardRunner:
         good = self.embed_isolating(rows)
         if self.budget is not None:
             self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
-        self.result.batches_done += 1
         if not good:
             return
         table = pa.table(
@@ -192,7 +172,6 @@ class _ShardRunner:
         )
         self.result.parts.append(str(path))
         self.result.embedded += len(good)
-        _maybe_crash()
 
 
 def _apportion(total: int, weights: list[int]) -> list[int]:
