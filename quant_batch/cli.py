@@ -101,8 +101,8 @@ def embed(
 
         cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
         if no_prefect:
-            from quant_batch.embed.run import run_corpus
             from quant_batch.client.factory import build_client
+            from quant_batch.embed.run import run_corpus
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client, _progress_bar("embedding") as up:
                 summary = run_corpus(cfg, client, replay=replay_run or replay, on_progress=up).to_dict()
@@ -170,8 +170,8 @@ def enrich(
 
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
         if no_prefect:
-            from quant_batch.enrich.run import enrich_table
             from quant_batch.client.factory import build_client
+            from quant_batch.enrich.run import enrich_table
 
             with build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
                 summary = enrich_table(cfg, client, replay=replay_run or replay).to_dict()
@@ -236,10 +236,10 @@ def plan(
 ) -> None:
     """Show what a run would do and cost, sending zero API requests."""
     with _errors_to_exit():
-        from quant_batch.query import estimate
         from quant_batch.embed.config import resolve_corpus_config
-        from quant_batch.render.config import resolve_render_config
         from quant_batch.enrich.config import is_enrich_config, load_enrich_config
+        from quant_batch.query import estimate
+        from quant_batch.render.config import resolve_render_config
 
         if is_enrich_config(target):
             cfg = load_enrich_config(target, catalog=str(out) if out else None)

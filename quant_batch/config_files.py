@@ -8,8 +8,8 @@ Committed configs hold no secrets. Credentials come from the environment
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import yaml

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import orjson
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from quant_batch.errors import RateLimited, ServerError
 from quant_batch.client.ratelimit import NullRateLimiter, RateLimiter
 from quant_batch.client.settings import ApiSettings
+from quant_batch.errors import RateLimited, ServerError
+from quant_batch.tokens import estimate_text_tokens
 
 from ._errors import TRANSPORT_ERRORS, error_from_exception, error_from_response, request_id_of
 from ._parse import chat_fields, embedding_fields, image_fields
 from ._retry import RetryPolicy, build_retrying
 from ._sse import StreamError, stream_events
 from ._types import CallInfo, ChatResult, EmbeddingResult, ImageResult, StreamEvent, Timeouts
-
-from quant_batch.tokens import estimate_text_tokens
 
 log = logging.getLogger("quant_batch.client")
 

@@ -14,8 +14,8 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tenacity import (
     RetryCallState,

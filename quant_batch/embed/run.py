@@ -16,16 +16,14 @@ import duckdb
 from quant_batch.client import QuantClient
 from quant_batch.embed.config import CorpusConfig
 from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
-from quant_batch.pricing import Budget
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
-from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.pricing import Budget, PriceTable, load_prices
+from quant_batch.runs.executor import run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
-from quant_batch.runs.executor import run_in_threads, sum_results
 from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import atomic_path, write_bytes_atomic
 from quant_batch.store.records import write_errors
-
 
 LOAD_EVERY_PARTS = 40
 
@@ -71,8 +69,8 @@ class CorpusRun(RunSession):
         if not cfg.contextual_chunks.enabled:
             self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
             return self.plan
-        from quant_batch.embed.context import Contextualizer
         from quant_batch.client.factory import build_client
+        from quant_batch.embed.context import Contextualizer
 
         own = client is None
         client = client or build_client(cfg.api, cfg.rate_limits, pool_size=1)

@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quant_batch.client import EmbeddingResult, QuantClient
-from quant_batch.pricing import Budget
-from quant_batch.tokens import estimate_tokens
 from quant_batch.errors import AuthError, RequestRejected, TransientError
+from quant_batch.pricing import Budget
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, vector_array, write_errors
+from quant_batch.tokens import estimate_tokens
 
 NORM_TOLERANCE = 1e-3
 

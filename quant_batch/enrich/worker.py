@@ -21,12 +21,11 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from quant_batch.client import ChatResult, QuantClient
-from quant_batch.pricing import Budget
 from quant_batch.enrich.prompt import chat_request, repair_request
 from quant_batch.enrich.source import EnrichItem, read_image
 from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
 from quant_batch.hashing import sha256_hex
-from quant_batch.pricing import PriceTable
+from quant_batch.pricing import Budget, PriceTable
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors

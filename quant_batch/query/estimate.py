@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from quant_batch.embed.config import CorpusConfig
-from quant_batch.render.config import RenderConfig
 from quant_batch.embed.plan import count_removed, plan_corpus
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.hashing import embedding_generation
 from quant_batch.pricing import load_prices
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.manifest import load_manifest
 from quant_batch.render.run import estimate_row_cost
 from quant_batch.store.catalog import Catalog

@@ -20,16 +20,16 @@ import pyarrow as pa
 from PIL import Image
 
 from quant_batch.client import ImageResult, QuantClient
-from quant_batch.render.config import RenderConfig
 from quant_batch.errors import AuthError, InputError, QuantError, RequestRejected, TransientError
 from quant_batch.hashing import sha256_hex
 from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.contact_sheet import write_contact_sheet
 from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
 from quant_batch.render.rules import output_size
+from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
-from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
 from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors

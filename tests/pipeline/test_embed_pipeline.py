@@ -18,7 +18,6 @@ from quant_batch.errors import LockError
 from quant_batch.query.search import search
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
-
 from tests.pipeline.conftest import REPO, api_calls, corpus_config, query
 
 INSTRUMENTED_CLI = REPO / "tests" / "reliability" / "_instrumented_cli.py"
