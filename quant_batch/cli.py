@@ -245,8 +245,7 @@ def plan(
             cfg = load_enrich_config(target, catalog=str(out) if out else None)
             result = estimate.plan_enrich_dry(cfg, latency_s=latency or 2.0)
         elif target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
-            cfg = resolve_render_config(target, out=out)
-            result = estimate.plan_render_dry(cfg, latency_s=latency or 20.0)
+            result = estimate.plan_render_dry(resolve_render_config(target, out=out), latency_s=latency or 20.0)
         else:
             result = estimate.plan_corpus_dry(resolve_corpus_config(target, out=out), latency_s=latency or 0.5)
     problems = result.pop("problems", [])

@@ -166,7 +166,7 @@ class QuantClient:
         """
         call = _Call()
 
-        def open_stream():
+        def open_stream() -> tuple[requests.Response, Iterator[StreamEvent], StreamEvent | None]:
             resp = self._attempt("chat-stream", request, call, _chat_cost(request), stream=True)
             events = self._events(resp)
             try:
@@ -198,15 +198,17 @@ class QuantClient:
             raise ServerError("chat-stream: the stream ended before its final event",
                               endpoint="chat-stream", status=resp.status_code)
 
-    def _call(self, endpoint: str, body: Mapping[str, Any], parse: Callable, *, cost: int):
+    def _call(
+        self, endpoint: str, body: Mapping[str, Any], parse: Callable[[requests.Response], dict[str, Any]], *, cost: int
+    ) -> tuple[dict[str, Any], CallInfo]:
         """Run attempts under the retry policy; ``parse`` turns a 2xx into result fields."""
         call = _Call()
 
-        def attempt():
+        def attempt() -> dict[str, Any]:
             resp = self._attempt(endpoint, body, call, cost)
             return parse(resp)
 
-        fields = self._retrying(attempt)
+        fields: dict[str, Any] = self._retrying(attempt)
         return fields, call.info()
 
     def _attempt(self, endpoint: str, body: Mapping[str, Any], call: _Call, cost: int,
@@ -255,7 +257,7 @@ class QuantClient:
     def __enter__(self) -> QuantClient:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -99,7 +99,8 @@ def _text(payload: dict[str, Any]) -> str:
 
 def _first(payload: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        if isinstance(payload.get(key), str):
-            return payload[key]
+        value = payload.get(key)
+        if isinstance(value, str):
+            return value
     delta = payload.get("delta")
     return _first(delta, keys) if isinstance(delta, dict) else None

@@ -64,8 +64,8 @@ class ChunkSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
     overlap_chars: int = pydantic.Field(
         200, ge=0, description="Characters repeated from the end of the previous chunk."
     )
-    min_chars: int = pydantic.Field(
-        None,  # filled in by _default_min_chars
+    min_chars: int = pydantic.Field(  # type: ignore[assignment]  # None is replaced by _default_min_chars
+        None,
         ge=0,
         description="A chunk is not ended at an anchor before it holds this many; max_chars // 5.",
     )

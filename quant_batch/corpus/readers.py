@@ -373,7 +373,7 @@ def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str):
     if raw_text is not None and not isinstance(raw_text, str):
         message = f"column {text_column!r} holds {type(raw_text).__name__}, not text"
         return DocumentError(rel, message, line=line, doc_id=doc_id)
-    if not (raw_text or "").strip():
+    if raw_text is None or not raw_text.strip():
         return DocumentError(rel, "empty document: the text is blank", line=line, doc_id=doc_id)
     return _document(doc_id, rel, raw_text, line)
 

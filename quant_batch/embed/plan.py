@@ -168,7 +168,7 @@ def plan_corpus(
     run_id: str,
     done: set[str],
     *,
-    dead: set[str] = frozenset(),
+    dead: frozenset[str] | set[str] = frozenset(),
     documents: Iterable[Document | DocumentError] | None = None,
     scratch: Path | None = None,
     contextualize: Callable[[Document], str] | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -24,6 +25,9 @@ from quant_batch.runs.summary import RunSummary
 from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import atomic_path, write_bytes_atomic
 from quant_batch.store.records import write_errors
+
+if TYPE_CHECKING:
+    from quant_batch.embed.context import Contextualizer
 
 LOAD_EVERY_PARTS = 40
 
@@ -46,7 +50,7 @@ class CorpusRun(RunSession):
         self._unloaded: list[Path] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
-        self.contextualizer = None  # set by make_plan when contextual_chunks is on
+        self.contextualizer: Contextualizer | None = None  # set by make_plan when contextual_chunks is on
 
     def prepare(self) -> None:
         # plans of runs that died before finish(); we hold the lock, so nothing reads them
@@ -190,7 +194,7 @@ class CorpusRun(RunSession):
                 removed = con.execute(
                     f"SELECT count(*) FROM read_parquet('{old_live}') o "
                     "WHERE o.chunk_id NOT IN (SELECT chunk_id FROM live)"
-                ).fetchone()[0]
+                ).fetchone()[0]  # type: ignore[index]  # count(*) always returns a row
             done_keys = self.catalog.done_keys(gen)
             con.execute("CREATE TEMP TABLE done (key VARCHAR)")
             con.execute("INSERT INTO done SELECT unnest(?::VARCHAR[])", [list(done_keys)])
@@ -207,7 +211,7 @@ class CorpusRun(RunSession):
                     f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_docs}') "
                     "WHERE doc_id IN (SELECT doc_id FROM carry)"
                 )
-            incomplete = bool(con.execute("SELECT count(*) FROM incomplete").fetchone()[0]) or bool(plan.errors)
+            incomplete = bool(con.execute("SELECT count(*) FROM incomplete").fetchone()[0]) or bool(plan.errors)  # type: ignore[index]
             with atomic_path(old_live) as tmp:
                 con.execute(f"COPY (SELECT * FROM live ORDER BY doc_id, position) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
             with atomic_path(old_docs) as tmp:

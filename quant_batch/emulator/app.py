@@ -104,7 +104,7 @@ def _auth_error(request: Request, token: str | None) -> Response | None:
 
 def _fault_response(fault: str, retry_after: float | None, send_retry_after: bool) -> Response:
     if fault in ("rate_limited", "throttle"):
-        headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))} if send_retry_after else {}
+        headers = {"Retry-After": str(max(1, int((retry_after or 0) + 0.999)))} if send_retry_after else {}
         return error_response(429, "ThrottlingException", THROTTLED, headers)
     if fault == "error_500":
         return error_response(500, "InternalServerException",

@@ -107,7 +107,7 @@ def _chat_problems(data: Any) -> list[str]:
 
 
 def _message_text(msg: dict) -> tuple[str, int]:
-    content = msg.get("content")
+    content = msg["content"]  # checked by _message_problems: a string or a list of blocks
     if isinstance(content, str):
         return content, 0
     texts = [b["text"] for b in content if "text" in b]

@@ -76,7 +76,7 @@ def _embed_body(data: Any, cfg: FaultConfig) -> tuple[bytes, int]:
     vectors = synth.embed_batch(texts, dims, normalize)
     bad = [i for i, t in enumerate(texts) if cfg.bad_vector_marker and cfg.bad_vector_marker in t]
     vectors[bad] = float("nan")
-    payload = {"embeddings": vectors[0] if isinstance(data["input"], str) else vectors,
+    payload: dict[str, Any] = {"embeddings": vectors[0] if isinstance(data["input"], str) else vectors,
                "model": model, "dimension": dims, "usage": {"inputTokens": tokens, "totalTokens": tokens}}
     if bad:
         # JSON has no NaN; like Python's json module we write the bare NaN token

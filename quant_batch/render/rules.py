@@ -375,7 +375,7 @@ def number_of_images(req: Mapping[str, Any]) -> int:
 
 def prompt_texts(req: Mapping[str, Any]) -> list[str]:
     """Every free-text field of the task params (for content moderation)."""
-    params = req.get(PARAMS_KEY.get(req.get("taskType"), ""), None)
+    params = req.get(PARAMS_KEY.get(str(req.get("taskType")), ""), None)
     if not isinstance(params, Mapping):
         return []
     return [v for k in ("text", "negativeText", "maskPrompt") if isinstance(v := params.get(k), str)]

@@ -180,7 +180,7 @@ def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderConte
         if on_row:
             on_row()
     if errors:
-        path = write_errors(Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{errors[0].key[:16]}", errors)
+        path = write_errors(Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{(errors[0].key or '')[:16]}", errors)
         res.error_part = str(path)
     return res
 

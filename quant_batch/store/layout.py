@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ class Layout:
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
 
-    def active_generation(self) -> dict | None:
+    def active_generation(self) -> dict[str, Any] | None:
         """The vector space search uses (model, dimensions, normalize), or None before any."""
         if not self.generation.exists():
             return None
-        return json.loads(self.generation.read_text())
+        active: dict[str, Any] = json.loads(self.generation.read_text())
+        return active
