@@ -8,6 +8,7 @@ and vector space match the last complete run is not even chunked: its chunks are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,6 @@ from quant_batch.corpus.sources import iter_sources
 from quant_batch.embed.config import CorpusConfig
 from quant_batch.errors import AuthError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
-from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord
@@ -49,6 +49,7 @@ LIVE_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("key", pa.string()),
         ("context", pa.string()),
+        ("metadata", pa.string()),  # JSON: folder path/extension/modified, or a table's metadata_columns
     ]
 )
 DOC_SCHEMA = pa.schema(
@@ -232,6 +233,7 @@ def plan_corpus(
                     plan.carry_doc_ids.add(item.doc_id)
                 continue
             chunks = chunk_text(item.text, config.chunking)
+            metadata = json.dumps(item.metadata, ensure_ascii=False, default=str) if item.metadata else None
             for c in chunks:
                 embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
                 key = chunk_key(
@@ -241,7 +243,7 @@ def plan_corpus(
                 row = {
                     "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
                     "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
-                    "context": context,
+                    "context": context, "metadata": metadata,
                 }
                 live.add(row)
                 stats.chunks_total += 1
@@ -270,31 +272,3 @@ def plan_corpus(
     plan.batch_chars = batcher.batch_chars
     stats.batches = len(batcher.batch_chars)
     return plan
-
-
-def create_carry_table(con, doc_ids: set[str]) -> None:
-    """Temp table ``carry``: documents whose previous chunks stay live unchanged.
-
-    One bulk insert: row-by-row ``executemany`` took 20 s for 100,000 documents.
-    """
-    con.execute("CREATE TEMP TABLE carry (doc_id VARCHAR)")
-    if doc_ids:
-        con.execute("INSERT INTO carry SELECT unnest(?::VARCHAR[])", [list(doc_ids)])
-
-
-def count_removed(old_live: Path, plan: Plan) -> int:
-    """Chunks of the current index that the planned index no longer has."""
-    if not old_live.exists():
-        return 0
-    import duckdb
-
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
-    try:
-        create_carry_table(con, plan.carry_doc_ids)
-        row = con.execute(
-            f"SELECT count(*) FROM read_parquet('{old_live}') o WHERE o.doc_id NOT IN (SELECT doc_id FROM carry) "
-            f"AND o.chunk_id NOT IN (SELECT chunk_id FROM read_parquet('{plan.live_tmp}'))"
-        ).fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()
