@@ -9,7 +9,7 @@ and vector space match the last complete run is not even chunked: its chunks are
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,7 +167,7 @@ def plan_corpus(
     config: CorpusConfig,
     layout: Layout,
     run_id: str,
-    done: set[str],
+    done: Container[str],
     *,
     dead: frozenset[str] | set[str] = frozenset(),
     documents: Iterable[Document | DocumentError] | None = None,

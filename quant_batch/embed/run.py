@@ -8,7 +8,6 @@ Prefect flow in ``flows/embed_corpus.py`` uses Prefect tasks on threads or Dask.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quant_batch.client import QuantClient
@@ -21,14 +20,12 @@ from quant_batch.runs.executor import run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
 from quant_batch.store import state
+from quant_batch.store.keys import KeySet
 from quant_batch.store.records import write_errors
 from quant_batch.tokens import estimate_tokens
 
 if TYPE_CHECKING:
     from quant_batch.embed.context import Contextualizer
-
-LOAD_EVERY_PARTS = 40
-
 
 def shard_ranges(n_batches: int, concurrency: int, *, per_worker: int = 4, max_batches: int = 25) -> list[tuple[int, int]]:
     """Cut batches into contiguous shards: enough for load balance, few enough for low overhead."""
@@ -48,7 +45,6 @@ class CorpusRun(RunSession):
         self.prices = prices or load_prices(config.pricing)
         self.budget = Budget(config.max_cost)
         self._refused_batches = 0
-        self._unloaded: list[Path] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
         self.contextualizer: Contextualizer | None = None  # set by make_plan when contextual_chunks is on
@@ -73,8 +69,8 @@ class CorpusRun(RunSession):
             self.check_prices(self.prices, "chat", [cfg.contextual_chunks.model], cfg.max_cost)
 
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
-        done = self.catalog.done_keys(gen)
-        dead = self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) - done
+        done = KeySet.from_parts(sorted(self.layout.vector_parts(gen).glob("*.parquet")))
+        dead = {k for k in self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) if k not in done}
         if not cfg.contextual_chunks.enabled:
             self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
             return self.plan
@@ -117,21 +113,14 @@ class CorpusRun(RunSession):
         return False
 
     def absorb(self, result: ShardResult) -> None:
-        """Count a finished shard and load finished parts into DuckDB in bulk.
+        """Count a finished shard.
 
-        A shard's batches are already done: a renamed part file is the ledger's record, and
-        ``finish`` (or, after a crash, the next run's ``sync``) loads whatever is left. Loading
-        every ``LOAD_EVERY_PARTS`` parts keeps each insert large (one insert per part cost
-        three times the CPU) while the load overlaps the API calls still in flight.
+        Its batches are already done: a committed part file is the ledger's record, and the
+        catalog only notes the part's name at ``finish`` (it holds no copy of the vectors).
         """
-        assert self.catalog is not None and self.plan is not None
         self.results.append(result)
         if result.halted:  # a shard on another process hit a run-level failure: stop submitting
             self.budget.halt(result.halted)
-        self._unloaded.extend(Path(p) for p in result.parts)
-        if len(self._unloaded) >= LOAD_EVERY_PARTS:
-            self.catalog.load_vector_parts(self.plan.generation, self._unloaded)
-            self._unloaded = []
 
     def finish(self) -> RunSummary:
         """Publish the new live index, switch the vector space if complete, write the summary."""

@@ -157,14 +157,11 @@ class _ShardRunner:
             self.result.stopped = self.result.halted
         if not good:
             return
+        # a part holds what a key's vector is, not where it is used: the live index (state files)
+        # maps chunks to keys, so the text is stored once, there
         table = pa.table(
             {
                 "key": [r["key"] for r, _, _ in good],
-                "chunk_id": [r["chunk_id"] for r, _, _ in good],
-                "doc_id": [r["doc_id"] for r, _, _ in good],
-                "source_path": [r["source_path"] for r, _, _ in good],
-                "position": pa.array([r["position"] for r, _, _ in good], pa.int32()),
-                "text": [r["text"] for r, _, _ in good],
                 "tokens": pa.array([tok for _, _, tok in good], pa.int32()),
                 "model": [t.model] * len(good),
                 "dimensions": pa.array([t.dimensions] * len(good), pa.int32()),
@@ -177,7 +174,7 @@ class _ShardRunner:
         write_parquet_atomic(
             table, path,
             {"model": t.model, "dimensions": str(t.dimensions), "normalize": str(t.normalize).lower(), "run_id": t.run_id},
-            dictionary=("doc_id", "source_path", "model", "run_id"),
+            dictionary=("model", "run_id"),
         )
         self.result.parts.append(str(path))
         self.result.embedded += len(good)

@@ -6,7 +6,8 @@ goes into ``_parts`` in the same transaction as its rows, so loading the same pa
 no-op, and a crash mid-load rolls back. ``sync()`` loads whatever is on disk and not yet loaded,
 which is also how a run finishes the work of a run that crashed after writing a part.
 
-Tables: ``vectors_<generation>`` (key → FLOAT[dim]), ``live_chunks`` and ``documents`` (the
+Tables: ``vectors_<generation>`` (a view: key → FLOAT[dim] over the Parquet parts, which hold the
+one stored copy of the vectors), ``live_chunks`` and ``documents`` (the
 current corpus), view ``chunks`` (live chunks with their vectors: what search reads),
 ``image_renders`` and view ``images`` (the newest render of each manifest row), ``enrich_*`` (chat
 enrichment answers, one table per enrichment, with a ``<table>_current`` view), ``errors``, ``runs``.
@@ -45,12 +46,6 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at DOUBLE, wall_s DOUBLE, api_calls BIGINT, errors BIGINT, cost_usd DOUBLE, stats JSON);
 """
 
-VECTOR_COLUMNS = (
-    "key", "chunk_id", "doc_id", "source_path", "position", "text", "tokens",
-    "model", "dimensions", "normalize", "run_id", "vector",
-)
-
-
 def _ident(name: str) -> str:
     if not _SAFE_IDENT.match(name):
         raise ValueError(f"unsafe identifier {name!r}")
@@ -59,6 +54,11 @@ def _ident(name: str) -> str:
 
 def _files(paths: Iterable[Path]) -> list[str]:
     return [str(p) for p in paths]
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal, for the DDL that cannot bind parameters (a view over files)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
@@ -154,38 +154,52 @@ class Catalog:
         return len(paths)
 
     def ensure_generation(self, generation: str, model: str, dimensions: int, normalize: bool) -> str:
-        table = f"vectors_{_ident(generation)}"
-        self.con.execute(
-            f"""CREATE TABLE IF NOT EXISTS {table} (
-                key VARCHAR, chunk_id VARCHAR, doc_id VARCHAR, source_path VARCHAR,
-                position INTEGER, text VARCHAR, tokens INTEGER, model VARCHAR, dimensions INTEGER,
-                normalize BOOLEAN, run_id VARCHAR, vector FLOAT[{int(dimensions)}], part VARCHAR)"""
-        )
         self.con.execute(
             "INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?)", [generation, model, dimensions, normalize]
         )
-        return table
+        return f"vectors_{_ident(generation)}"
 
     def load_vector_parts(self, generation: str, paths: list[Path]) -> int:
-        if not paths:
+        """Record new vector parts and point ``vectors_<generation>`` at every part of the space.
+
+        The catalog holds no copy of the vectors: the Parquet parts are the stored copy, and
+        ``vectors_<generation>`` is a view over them with one row per key (a part committed
+        twice by a task that ran twice must not double a row).
+        """
+        new = self._new_parts(paths)
+        if not new:
             return 0
-        meta = pq.read_schema(paths[0]).metadata or {}
-        model = meta.get(b"model", b"").decode()
+        meta = pq.read_schema(new[0]).metadata or {}
         dims = int(meta.get(b"dimensions", b"0"))
-        normalize = meta.get(b"normalize", b"true").decode() == "true"
-        table = self.ensure_generation(generation, model, dims, normalize)
-        cols = ", ".join(VECTOR_COLUMNS)
-        # an anti-join instead of a primary key: an ART index over every key cost more CPU per
-        # load than the insert itself, and memory that grows with the index. Parts loaded
-        # together never share a key (a run plans each key once, and sync loads a crashed
-        # run's parts before the next run plans), so no window dedupe is needed: it would
-        # hold every vector of the load in memory at once
-        sql = (
-            f"INSERT INTO {table} ({cols}, part) SELECT {cols}, replace(filename, $root, '') "
-            "FROM read_parquet($files, filename=true) p "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.key = p.key)"
+        table = self.ensure_generation(generation, meta.get(b"model", b"").decode(), dims,
+                                       meta.get(b"normalize", b"true").decode() == "true")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for p in new:
+                self.con.execute("INSERT INTO _parts (name, kind, rows) VALUES (?, ?, ?)",
+                                 [self._part_name(p), "vectors", pq.read_metadata(p).num_rows])
+            self._point_vectors_view(table, generation, dims)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return len(new)
+
+    def _point_vectors_view(self, table: str, generation: str, dims: int) -> None:
+        names = [r[0] for r in self.con.execute(
+            "SELECT name FROM _parts WHERE kind = 'vectors' AND name LIKE ? ORDER BY name",
+            [f"parts/vectors/{generation}/%"]).fetchall()]
+        kind = self.con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
+                                [table]).fetchall()
+        if kind and kind[0][0] == "BASE TABLE":  # catalogs before views held a copy; parts are the truth
+            self.con.execute(f"DROP TABLE {table}")
+        files = ", ".join(_sql_string(str(self.layout.root / n)) for n in names)
+        # a view's SQL cannot take bound parameters: the paths are quoted literals (see _sql_string)
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT key, tokens, model, dimensions, normalize, run_id, "
+            f"vector::FLOAT[{int(dims)}] AS vector FROM read_parquet([{files}], union_by_name=true) "
+            "QUALIFY row_number() OVER (PARTITION BY key ORDER BY run_id) = 1"
         )
-        return self._load("vectors", paths, sql)
 
     def load_error_parts(self, paths: list[Path]) -> int:
         sql = (
@@ -320,6 +334,11 @@ class Catalog:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'live_chunks'").fetchall()}
         meta = "l.metadata" if "metadata" in cols else "NULL::VARCHAR AS metadata"
         self.ensure_generation(gen["generation"], gen["model"], dims, bool(gen["normalize"]))
+        if not self._has_table(table):  # no part of this space yet
+            self.con.execute(
+                f"CREATE VIEW {table} AS SELECT NULL::VARCHAR AS key, NULL::INTEGER AS tokens, NULL::VARCHAR AS model, "
+                f"NULL::INTEGER AS dimensions, NULL::BOOLEAN AS normalize, NULL::VARCHAR AS run_id, "
+                f"NULL::FLOAT[{dims}] AS vector WHERE false")
         self.con.execute(
             f"""CREATE OR REPLACE VIEW chunks AS
                 SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, l.end_char,
@@ -337,12 +356,6 @@ class Catalog:
 
     def active_generation(self) -> dict[str, Any] | None:
         return self.layout.active_generation()
-
-    def done_keys(self, generation: str) -> set[str]:
-        table = f"vectors_{_ident(generation)}"
-        if not self._has_table(table):
-            return set()
-        return {r[0] for r in self.con.execute(f"SELECT key FROM {table}").fetchall()}
 
     def dead_letter_keys(
         self, stages: tuple[str, ...], *, replay: bool | str = False, source_path: str | None = None
