@@ -14,10 +14,11 @@ import random
 import resource
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -174,8 +175,8 @@ def read_texts(path: Path) -> list[str]:
 
 def corpus_config(table: Path, out: Path, concurrency: int) -> Any:
     """A library run config: the table source, one chunk per text (max_chars above any text)."""
-    from quant_batch.embed.config import CorpusConfig
     from quant_batch.config_files import parse_config
+    from quant_batch.embed.config import CorpusConfig
 
     data = {"sources": [{"table": str(table), "id_column": "id", "text_column": "text"}], "out": str(out),
             "chunking": {"max_chars": 4000, "overlap_chars": 0}, "concurrency": concurrency}

@@ -15,8 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (Outcome, Settings, ThreadProfiler, corpus_config, emulator, endpoint_calls,
-                               library_client, measured, peak_rss_mb, write_corpus_table)
+from benchmarks.common import (
+    Outcome,
+    Settings,
+    ThreadProfiler,
+    corpus_config,
+    emulator,
+    endpoint_calls,
+    library_client,
+    measured,
+    peak_rss_mb,
+    write_corpus_table,
+)
 
 TITLE = "Embedding a corpus with the library (throughput, client CPU)"
 RESULT_FILE = "library-run.json"
@@ -73,7 +83,7 @@ def run(s: Settings) -> Outcome:
         rps = res["calls"] / res["wall"]
         cpu_per_k = statistics.median(res["cpus"]) / (res["embedded"] / 1000)
         out.add("texts embedded", res["embedded"], "chunks", note=f"{res['calls']} API calls, status {res['status']}")
-        out.add("wall (median of %d)" % repeats, res["wall"], "s", note="runs: " + ", ".join(f"{w:.2f}" for w in res["walls"]))
+        out.add(f"wall (median of {repeats})", res["wall"], "s", note="runs: " + ", ".join(f"{w:.2f}" for w in res["walls"]))
         out.add("chunks/s", res["embedded"] / res["wall"], "chunks/s")
         out.add("achieved req/s ÷ (concurrency ÷ latency)", rps / ceiling, "", at_least=0.95,
                 note=f"{rps:.1f} req/s over the whole call vs ceiling {ceiling:.1f}; "

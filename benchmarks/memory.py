@@ -17,7 +17,16 @@ import sys
 import tracemalloc
 from pathlib import Path
 
-from benchmarks.common import Outcome, Settings, corpus_config, emulator, library_client, measured, peak_rss_mb, write_corpus_table
+from benchmarks.common import (
+    Outcome,
+    Settings,
+    corpus_config,
+    emulator,
+    library_client,
+    measured,
+    peak_rss_mb,
+    write_corpus_table,
+)
 
 TITLE = "Peak memory at N and 10 × N chunks"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
 from typing import Any
 
 from benchmarks.common import Outcome, Settings, corpus_yaml, emulator, endpoint_calls, measured
@@ -42,7 +41,7 @@ def run(s: Settings) -> Outcome:
             noop()
         with measured() as warm_noop:
             noop()
-        for i in range(repeats):
+        for _ in range(repeats):
             lib_walls.append(library_run(s, emu, s.root / "prefect-lib")["wall"])
             target = corpus_yaml(table, s.root / "prefect-flow", s.concurrency, s.root / "prefect-flow.yaml")
             shutil.rmtree(s.root / "prefect-flow", ignore_errors=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 
 from benchmarks.common import Outcome, Settings, ThreadProfiler, emulator, endpoint_calls, measured, peak_rss_mb
@@ -30,9 +29,9 @@ def write_manifest(path: Path, rows: int) -> Path:
 def render_once(s: Settings, manifest: Path, out_dir: Path, profiler: ThreadProfiler | None = None):
     from quant_batch.render import run as render_mod
     from quant_batch.client.config import ApiConfig, RateLimits
-    from quant_batch.render.config import RenderConfig
-    from quant_batch.config_files import parse_config
     from quant_batch.client.factory import build_client
+    from quant_batch.config_files import parse_config
+    from quant_batch.render.config import RenderConfig
 
     shutil.rmtree(out_dir, ignore_errors=True)
     cfg = parse_config(RenderConfig, {"manifest": str(manifest), "out": str(out_dir), "concurrency": s.concurrency},

@@ -8,10 +8,19 @@ in the ledger, so the rerun must send nothing.
 from __future__ import annotations
 
 import shutil
-import time
 
-from benchmarks.common import (Outcome, Settings, ThreadProfiler, corpus_config, emulator, endpoint_calls,
-                               library_client, measured, set_latency, write_corpus_table)
+from benchmarks.common import (
+    Outcome,
+    Settings,
+    ThreadProfiler,
+    corpus_config,
+    emulator,
+    endpoint_calls,
+    library_client,
+    measured,
+    set_latency,
+    write_corpus_table,
+)
 
 TITLE = "Unchanged rerun"
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -157,8 +158,8 @@ def ann_faiss(f32: np.ndarray, out: Outcome, qs: np.ndarray, truth: list[set[int
     for nprobe in (8, 32):
         index.nprobe = nprobe
 
-        def search(q: np.ndarray) -> np.ndarray:
-            return index.search(q[None, :], 10)[1][0]
+        def search(q: np.ndarray, ivf: Any = index) -> np.ndarray:
+            return ivf.search(q[None, :], 10)[1][0]
 
         med, recall, done = timed(search, qs, truth)
         out.add(f"(d) faiss IVF-Flat nprobe={nprobe}: per query", med, "s", at_most=0.5,

@@ -26,15 +26,33 @@ C = TypeVar("C", bound=BaseModel)
 
 
 def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
-    """One ``source: key: problem`` line per error; an unknown key gets the closest known one."""
+    """One ``source: key: problem`` line per error.
+
+    An unknown key gets the closest known one; a bad value gets the field's description.
+    """
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"] if str(p) not in ("folder", "table") or p == err["loc"][-1])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden" and model is not None and err["loc"]:
-            msg = _unknown_key(model, err["loc"])
-        lines.append(f"{source}: {key or '(top level)'}: {msg}")
+        line = f"{source}: {key or '(top level)'}: {err['msg']}"
+        if model is not None and err["type"] == "extra_forbidden" and err["loc"]:
+            line = f"{source}: {key}: {_unknown_key(model, err['loc'])}"
+        elif model is not None and (about := field_description(model, err["loc"])):
+            line = f"{line} ({about})"
+        lines.append(line)
     return "\n".join(dict.fromkeys(lines))
+
+
+def field_description(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:
+    """The description of the field at ``loc``; list indexes and union tags in ``loc`` are skipped."""
+    candidates: list[type[BaseModel]] = [model]
+    description = None
+    for part in loc:
+        found = next((m.model_fields[part] for m in candidates if isinstance(part, str) and part in m.model_fields), None)
+        if found is None:
+            continue  # a list index, a union tag ("folder") or a validator name
+        description = found.description
+        candidates = _models_in(found.annotation)
+    return description
 
 
 def _unknown_key(model: type[BaseModel], loc: tuple) -> str:

@@ -24,6 +24,8 @@ endpoint name only.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class QuantError(Exception):
     """Base class of every error quant-batch raises on purpose."""
@@ -63,7 +65,7 @@ class ApiError(QuantError):
         endpoint: str | None = None,
         server_message: str | None = None,
         request_id: str | None = None,
-    ):
+    ) -> None:
         self.status = status
         self.endpoint = endpoint
         self.server_message = server_message
@@ -82,7 +84,7 @@ class ServiceUnreachable(ApiError):
 class RequestRejected(ApiError):
     """A 4xx answer: the request itself is wrong and resending it will not help."""
 
-    def __init__(self, message: str, *, index: int | None = None, **kw):
+    def __init__(self, message: str, *, index: int | None = None, **kw: Any):
         self.index = index
         super().__init__(message, **kw)
 
@@ -106,7 +108,7 @@ class TransientError(ApiError):
 class RateLimited(TransientError):
     """429: the account is over its request or token rate."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any):
         self.retry_after = retry_after
         super().__init__(message, **kw)
 

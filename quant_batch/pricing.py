@@ -13,7 +13,6 @@ import yaml
 from quant_batch.errors import ConfigError
 
 
-
 @dataclass(frozen=True)
 class PriceTable:
     """Prices per model; an unknown model costs 0 (see :func:`check_priced` for the warning)."""

@@ -1,7 +1,7 @@
 """The one token estimate: budgets, rate limits, plans and the emulator all count the same way.
 
-Titan Text Embeddings v2 averages about 4.7 characters per token on English (AWS's figure, see
-``shared/reference/service-facts.md``); the service's own count, when an answer reports it, always
+Titan Text Embeddings v2 averages about 4.7 characters per token on English (AWS's figure, on
+https://docs.aws.amazon.com/bedrock/latest/userguide/titan-embedding-models.html); the service's own count, when an answer reports it, always
 wins over this estimate.
 """
 

@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from quant_batch.cli import app
-
 from tests.pipeline.conftest import api_calls, corpus_config
 
 

@@ -13,8 +13,8 @@ import random
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import numpy as np
 import pytest
@@ -22,7 +22,6 @@ import requests
 from PIL import Image
 from pydantic import SecretStr
 
-from quant_batch.tokens import estimate_text_tokens
 from quant_batch.client import (
     QuantClient,
     RetryPolicy,
@@ -33,6 +32,8 @@ from quant_batch.client import (
 from quant_batch.client._errors import error_from_response, parse_index
 from quant_batch.client._retry import wait_retry_after_or_backoff
 from quant_batch.client._sse import stream_events
+from quant_batch.client.ratelimit import AdaptiveRateLimiter
+from quant_batch.client.settings import ApiSettings
 from quant_batch.errors import (
     ApiError,
     AuthError,
@@ -46,8 +47,7 @@ from quant_batch.errors import (
     Timeout,
     TransientError,
 )
-from quant_batch.client.ratelimit import AdaptiveRateLimiter
-from quant_batch.client.settings import ApiSettings
+from quant_batch.tokens import estimate_text_tokens
 
 TOKEN = "test-token-SECRET-123"  # the token conftest's emulator accepts
 ORG = "test-org"

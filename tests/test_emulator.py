@@ -163,13 +163,17 @@ def test_sdk_chat_multimodal_blocks(sdk):
     # the SDK's from_dict loses content blocks (its oneOf parsing yields None), so build the models
     from quantcdn.models.chat_inference_request_messages_inner import ChatInferenceRequestMessagesInner as Msg
     from quantcdn.models.chat_inference_request_messages_inner_content import (
-        ChatInferenceRequestMessagesInnerContent as Content)
+        ChatInferenceRequestMessagesInnerContent as Content,
+    )
     from quantcdn.models.chat_inference_request_messages_inner_content_one_of_inner import (
-        ChatInferenceRequestMessagesInnerContentOneOfInner as Block)
+        ChatInferenceRequestMessagesInnerContentOneOfInner as Block,
+    )
     from quantcdn.models.chat_inference_request_messages_inner_content_one_of_inner_one_of import (
-        ChatInferenceRequestMessagesInnerContentOneOfInnerOneOf as TextBlock)
+        ChatInferenceRequestMessagesInnerContentOneOfInnerOneOf as TextBlock,
+    )
     from quantcdn.models.chat_inference_request_messages_inner_content_one_of_inner_one_of1 import (
-        ChatInferenceRequestMessagesInnerContentOneOfInnerOneOf1 as ImageBlock)
+        ChatInferenceRequestMessagesInnerContentOneOfInnerOneOf1 as ImageBlock,
+    )
 
     png = base64.b64encode(b"\x89PNG fake").decode()
     image = ImageBlock.from_dict({"image": {"format": "png", "source": {"bytes": png}}})

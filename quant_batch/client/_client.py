@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import orjson
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from quant_batch.errors import RateLimited, ServerError
 from quant_batch.client.ratelimit import NullRateLimiter, RateLimiter
 from quant_batch.client.settings import ApiSettings
+from quant_batch.errors import RateLimited, ServerError
+from quant_batch.tokens import estimate_text_tokens
 
 from ._errors import TRANSPORT_ERRORS, error_from_exception, error_from_response, request_id_of
 from ._parse import chat_fields, embedding_fields, image_fields
 from ._retry import RetryPolicy, build_retrying
 from ._sse import StreamError, stream_events
 from ._types import CallInfo, ChatResult, EmbeddingResult, ImageResult, StreamEvent, Timeouts
-
-from quant_batch.tokens import estimate_text_tokens
 
 log = logging.getLogger("quant_batch.client")
 
@@ -166,7 +166,7 @@ class QuantClient:
         """
         call = _Call()
 
-        def open_stream():
+        def open_stream() -> tuple[requests.Response, Iterator[StreamEvent], StreamEvent | None]:
             resp = self._attempt("chat-stream", request, call, _chat_cost(request), stream=True)
             events = self._events(resp)
             try:
@@ -198,15 +198,17 @@ class QuantClient:
             raise ServerError("chat-stream: the stream ended before its final event",
                               endpoint="chat-stream", status=resp.status_code)
 
-    def _call(self, endpoint: str, body: Mapping[str, Any], parse: Callable, *, cost: int):
+    def _call(
+        self, endpoint: str, body: Mapping[str, Any], parse: Callable[[requests.Response], dict[str, Any]], *, cost: int
+    ) -> tuple[dict[str, Any], CallInfo]:
         """Run attempts under the retry policy; ``parse`` turns a 2xx into result fields."""
         call = _Call()
 
-        def attempt():
+        def attempt() -> dict[str, Any]:
             resp = self._attempt(endpoint, body, call, cost)
             return parse(resp)
 
-        fields = self._retrying(attempt)
+        fields: dict[str, Any] = self._retrying(attempt)
         return fields, call.info()
 
     def _attempt(self, endpoint: str, body: Mapping[str, Any], call: _Call, cost: int,
@@ -255,7 +257,7 @@ class QuantClient:
     def __enter__(self) -> QuantClient:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

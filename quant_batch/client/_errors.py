@@ -49,8 +49,9 @@ def server_message(resp: requests.Response) -> tuple[str | None, str]:
         return None, _clip(raw.decode("utf-8", "replace"))
     if not isinstance(body, dict):
         return None, _clip(str(body))
-    nested = body.get("error") if isinstance(body.get("error"), dict) else {}
-    code = body.get("error") if isinstance(body.get("error"), str) else nested.get("code")
+    error = body.get("error")
+    nested: dict[str, Any] = error if isinstance(error, dict) else {}
+    code = error if isinstance(error, str) else nested.get("code")
     for value in (body.get("message"), nested.get("message"), body.get("detail"), body.get("Message")):
         if value:
             return _text_or_none(code), _clip(value if isinstance(value, str) else str(value))

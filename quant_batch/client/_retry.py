@@ -14,8 +14,8 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tenacity import (
     RetryCallState,
@@ -50,7 +50,7 @@ class RetryPolicy:
     retry_after_cap: float = 120.0
     """Never wait longer than this on a server's say-so."""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         if not 0.0 <= self.jitter <= 1.0:
@@ -74,7 +74,7 @@ class wait_retry_after_or_backoff(wait_base):
     def backoff(self, attempt_number: int) -> float:
         p = self.policy
         try:
-            base = min(p.backoff_max, p.backoff_initial * 2 ** (attempt_number - 1))
+            base = min(p.backoff_max, p.backoff_initial * 2.0 ** (attempt_number - 1))
         except OverflowError:
             base = p.backoff_max
         return base * (1.0 - p.jitter * self.rand())

@@ -8,7 +8,8 @@ taken as plain text.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 
@@ -98,7 +99,8 @@ def _text(payload: dict[str, Any]) -> str:
 
 def _first(payload: dict[str, Any], keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        if isinstance(payload.get(key), str):
-            return payload[key]
+        value = payload.get(key)
+        if isinstance(value, str):
+            return value
     delta = payload.get("delta")
     return _first(delta, keys) if isinstance(delta, dict) else None

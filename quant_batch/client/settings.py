@@ -7,6 +7,8 @@ environment (``QUANT_API_KEY``, ``QUANT_ORGANIZATION``, ``QUANT_BASE_URL``). The
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -38,7 +40,7 @@ class ApiSettings(BaseSettings):
 
     @field_validator("api_key", "organization")
     @classmethod
-    def _not_blank(cls, value):
+    def _not_blank(cls, value: str | SecretStr) -> str | SecretStr:
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if not raw.strip():
             raise ValueError("is empty")
@@ -73,7 +75,7 @@ class ApiSettings(BaseSettings):
         """
         if api_key is None and secret_block is not None:
             api_key = _load_secret_block(secret_block)
-        given = {"api_key": api_key, "organization": organization, "base_url": base_url}
+        given: dict[str, Any] = {"api_key": api_key, "organization": organization, "base_url": base_url}
         try:
             return cls(**{k: v for k, v in given.items() if v is not None})
         except ValidationError as exc:

@@ -64,8 +64,8 @@ class ChunkSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
     overlap_chars: int = pydantic.Field(
         200, ge=0, description="Characters repeated from the end of the previous chunk."
     )
-    min_chars: int = pydantic.Field(
-        None,  # filled in by _default_min_chars
+    min_chars: int = pydantic.Field(  # type: ignore[assignment]  # None is replaced by _default_min_chars
+        None,
         ge=0,
         description="A chunk is not ended at an anchor before it holds this many; max_chars // 5.",
     )
@@ -174,7 +174,7 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 def _pack(text: str, pieces: list[tuple[int, int]], budget: int, min_chars: int):
     """Merge consecutive pieces up to ``budget``, ending chunks at content-defined anchors."""
     packed = []
-    chunk_start = None
+    chunk_start, chunk_end = None, 0  # chunk_end is read only while chunk_start is set
     for piece_start, piece_end in pieces:
         if chunk_start is not None and piece_end - chunk_start > budget:
             packed.append((chunk_start, chunk_end))

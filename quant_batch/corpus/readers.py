@@ -24,12 +24,12 @@ import logging
 import os
 import re
 import sys
-from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from quant_batch.errors import InputError
 
@@ -408,7 +408,7 @@ def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str, 
     if raw_text is not None and not isinstance(raw_text, str):
         message = f"column {text_column!r} holds {type(raw_text).__name__}, not text"
         return DocumentError(rel, message, line=line, doc_id=doc_id)
-    if not (raw_text or "").strip():
+    if raw_text is None or not raw_text.strip():
         return DocumentError(rel, "empty document: the text is blank", line=line, doc_id=doc_id)
     metadata = {c: _json_value(v) for c, v in zip(meta_columns, meta, strict=True)} if meta_columns else None
     return _document(doc_id, rel, raw_text, line, metadata)

@@ -29,11 +29,13 @@ from quant_batch.errors import InputError
 class FolderSource(_Strict):
     """A folder of documents (.txt .md .html .pdf .docx), or a single document file."""
 
-    path: Path
-    include: tuple[str, ...] = ("**/*",)
-    exclude: tuple[str, ...] = ()
-    name: str | None = Field(default=None, pattern=r"^[^/#]+$")
-    """Label that qualifies this source's document ids (default: the folder's own name)."""
+    path: Path = Field(description="Folder to read recursively; it must exist.")
+    include: tuple[str, ...] = Field(default=("**/*",), description="Glob patterns of files to read, relative to path.")
+    exclude: tuple[str, ...] = Field(default=(), description="Glob patterns of files to skip; win over include.")
+    name: str | None = Field(
+        default=None, pattern=r"^[^/#]+$",
+        description="Label that qualifies this source's document ids; default: the folder's own name.",
+    )
 
     @model_validator(mode="after")
     def _exists(self) -> FolderSource:
@@ -49,13 +51,16 @@ class FolderSource(_Strict):
 class TableSource(_Strict):
     """A Parquet / CSV / JSONL table with one document per row."""
 
-    table: Path
-    id_column: str = "id"
-    text_column: str = "text"
-    metadata_columns: tuple[str, ...] = ()
-    """Columns kept with each row's chunks as metadata: returned with hits, filterable in search."""
-    name: str | None = Field(default=None, pattern=r"^[^/#]+$")
-    """Label that qualifies this table's row ids (default: the table file's name)."""
+    table: Path = Field(description="A .parquet, .csv or .jsonl file; it must exist.")
+    id_column: str = Field(default="id", description="Column naming each row's document (its id within the source).")
+    text_column: str = Field(default="text", description="Column holding each row's document text.")
+    metadata_columns: tuple[str, ...] = Field(
+        default=(), description="Columns kept with each row's chunks as metadata: returned with hits, filterable in search."
+    )
+    name: str | None = Field(
+        default=None, pattern=r"^[^/#]+$",
+        description="Label that qualifies this table's row ids; default: the table file's name.",
+    )
 
     @model_validator(mode="after")
     def _exists(self) -> TableSource:
@@ -105,12 +110,17 @@ def _where(source: FolderSource | TableSource) -> str:
 def _qualified(item: Document | DocumentError, prefix: str, own: str = "") -> Document | DocumentError:
     """``item`` with the reader's own id prefix ``own`` replaced by ``prefix``."""
 
-    def q(value: str | None) -> str | None:
-        return None if value is None else prefix + value[len(own):]
+    def q(value: str) -> str:
+        return prefix + value[len(own):]
 
-    if isinstance(item, Document) and item.metadata and "path" in item.metadata:
-        item = dataclasses.replace(item, metadata={**item.metadata, "path": q(item.metadata["path"])})
-    return dataclasses.replace(item, doc_id=q(item.doc_id), source_path=q(item.source_path))
+    def q_or_none(value: str | None) -> str | None:
+        return None if value is None else q(value)
+
+    if isinstance(item, Document):
+        if item.metadata and "path" in item.metadata:
+            item = dataclasses.replace(item, metadata={**item.metadata, "path": q_or_none(item.metadata["path"])})
+        return dataclasses.replace(item, doc_id=q(item.doc_id), source_path=q(item.source_path))
+    return dataclasses.replace(item, doc_id=q_or_none(item.doc_id), source_path=q(item.source_path))
 
 
 def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Document | DocumentError]:

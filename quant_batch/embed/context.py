@@ -14,8 +14,8 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from quant_batch.client import QuantClient
-from quant_batch.embed.config import ContextualChunks
 from quant_batch.corpus.readers import Document
+from quant_batch.embed.config import ContextualChunks
 from quant_batch.errors import ConfigError
 from quant_batch.pricing import PriceTable
 

@@ -9,18 +9,18 @@ and vector space match the last complete run is not even chunked: its chunks are
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quant_batch.corpus.chunking import chunk_text
+from quant_batch.corpus.readers import Document, DocumentError
 from quant_batch.corpus.sources import iter_sources
 from quant_batch.embed.config import CorpusConfig
-from quant_batch.corpus.chunking import chunk_text
-from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
-from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
+from quant_batch.errors import AuthError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
@@ -211,9 +211,9 @@ def plan_corpus(
     config: CorpusConfig,
     layout: Layout,
     run_id: str,
-    done: set[str],
+    done: Container[str],
     *,
-    dead: set[str] = frozenset(),
+    dead: frozenset[str] | set[str] = frozenset(),
     documents: Iterable[Document | DocumentError] | None = None,
     scratch: Path | None = None,
     contextualize: Callable[[Document], str] | None = None,

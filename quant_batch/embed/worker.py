@@ -10,8 +10,6 @@ offending texts fail, so one bad text never costs its 99 neighbours.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quant_batch.client import EmbeddingResult, QuantClient
-from quant_batch.pricing import Budget
-from quant_batch.tokens import estimate_tokens
 from quant_batch.errors import RUN_STOPPERS, RequestRejected, TransientError, stop_reason
+from quant_batch.pricing import Budget
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, vector_array, write_errors
+from quant_batch.tokens import estimate_tokens
 
 NORM_TOLERANCE = 1e-3
-CRASH_ENV = "QUANT_BATCH_TEST_CRASH_AFTER_PARTS"  # test-only fault hook: exit hard after N parts
 
 
 @dataclass(frozen=True)
@@ -59,27 +56,11 @@ class ShardResult:
     embedded: int = 0
     failed: int = 0
     input_tokens: int = 0
-    batches_done: int = 0
     batches_skipped: int = 0
     stopped: str | None = None
     """Why this shard stopped sending early: the spend cap, or a run-level failure."""
     halted: str | None = None
     """A run-level failure (refused token, unreachable service): the whole run must stop."""
-
-
-_crash_counter = 0
-_crash_lock = threading.Lock()
-
-
-def _maybe_crash() -> None:
-    limit = os.environ.get(CRASH_ENV)
-    if not limit:
-        return
-    global _crash_counter
-    with _crash_lock:
-        _crash_counter += 1
-        if _crash_counter >= int(limit):
-            os._exit(137)
 
 
 def check_vectors(result: EmbeddingResult, n: int, task: ShardTask) -> list[str | None]:
@@ -176,7 +157,6 @@ class _ShardRunner:
         self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
         if self.result.halted:
             self.result.stopped = self.result.halted
-        self.result.batches_done += 1
         if not good:
             return
         # a part holds what a key's vector is, not where it is used: the live index (state files)
@@ -200,7 +180,6 @@ class _ShardRunner:
         )
         self.result.parts.append(str(path))
         self.result.embedded += len(good)
-        _maybe_crash()
 
 
 def _apportion(total: int, weights: list[int]) -> list[int]:

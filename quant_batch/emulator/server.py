@@ -57,13 +57,13 @@ class EmulatorServer:
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "EmulatorServer":
+    def start(self) -> EmulatorServer:
         """Start serving and return once the port accepts requests."""
         if self.mode == "thread":
             self._start_thread()

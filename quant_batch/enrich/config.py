@@ -18,44 +18,59 @@ RESERVED_COLUMNS = frozenset({
     "key", "template_hash", "unit_key", "text", "raw", "truncated", "repaired", "finish_reason",
     "input_tokens", "output_tokens", "cost_usd", "attempts", "request_id", "model", "run_id", "created_at",
 })
-BUILTIN_SOURCES = ("documents", "chunks", "images")
 
 
 class SqlSource(_Strict):
     """Rows of a read-only SELECT over the catalog, named by ``key_column``."""
 
-    sql: str = Field(min_length=1)
-    key_column: str = Field(min_length=1)
-    """The column that names a row; results and the ledger are keyed by it."""
+    sql: str = Field(min_length=1, description="One read-only SELECT over the catalog's tables and views.")
+    key_column: str = Field(
+        min_length=1, description="The column that names a row; results and the ledger are keyed by it."
+    )
 
 
 class EnrichConfig(_Strict):
     """Everything one chat-enrichment run needs."""
 
-    catalog: Path
-    """An output folder holding catalog.duckdb (e.g. data/index or data/renders); results land there."""
-    source: Literal["documents", "chunks", "images"] | SqlSource
-    """``documents`` (doc_id, source_path, text), ``chunks`` (live chunks), ``images`` (rendered images) or ``{sql, key_column}``."""
-    template: str = Field(min_length=1)
-    """Jinja2 template of the user message; the row's columns are its variables."""
-    name: str | None = Field(default=None, pattern=TABLE_NAME.pattern)
-    """Short name of this enrichment; the table is ``enrich_<name>`` (default: the source kind)."""
-    out: str | None = Field(default=None, pattern=TABLE_NAME.pattern)
-    """DuckDB table for the results (default ``enrich_<name>``)."""
-    system_prompt: str | None = None
-    model: str = "amazon.nova-lite-v1:0"
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    max_tokens: int = Field(default=512, ge=1, le=8192)
-    json_schema: dict[str, Any] | None = None
-    """JSON schema of an object answer: its properties become typed columns; None stores ``text``."""
-    image_column: str | None = None
-    """Column holding an image (a path relative to ``catalog`` or bytes) sent before the text; ``images`` defaults to ``path``."""
-    concurrency: int = Field(default=4, ge=1, le=64)
-    max_cost: float | None = Field(default=None, ge=0)
-    """Hard spend cap in USD for one run (None = no cap)."""
-    rate_limits: RateLimits = RateLimits()
-    api: ApiConfig = ApiConfig()
-    pricing: Path | None = None
+    catalog: Path = Field(
+        description="Output folder holding catalog.duckdb (e.g. data/index or data/renders); results land there."
+    )
+    source: Literal["documents", "chunks", "images"] | SqlSource = Field(
+        description="Rows to enrich: documents, chunks (live chunks), images (rendered images) or {sql, key_column}."
+    )
+    template: str = Field(
+        min_length=1, description="Jinja2 template (sandboxed) of the user message; the row's columns are its variables."
+    )
+    name: str | None = Field(
+        default=None, pattern=TABLE_NAME.pattern,
+        description="Short name of this enrichment; the table is enrich_<name> (default: the source kind).",
+    )
+    out: str | None = Field(
+        default=None, pattern=TABLE_NAME.pattern, description="DuckDB table for the results; default enrich_<name>."
+    )
+    system_prompt: str | None = Field(default=None, description="System prompt sent with every row; null sends none.")
+    model: str = Field(default="amazon.nova-lite-v1:0", description="Chat model id.")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature, 0-2; 0 is the most repeatable.")
+    max_tokens: int = Field(
+        default=512, ge=1, le=8192, description="Output tokens per answer, 1-8192; a longer answer is truncated."
+    )
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="JSON schema of an object answer: its properties become typed columns; null stores text.",
+    )
+    image_column: str | None = Field(
+        default=None,
+        description="Column with an image (path relative to catalog, or bytes) sent before the text; images: path.",
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="Chat requests in flight at once, 1-64.")
+    max_cost: float | None = Field(default=None, ge=0, description="Spend cap in USD for one run; null means no cap.")
+    rate_limits: RateLimits = Field(
+        default=RateLimits(), description="Account rate limits (requests and tokens per minute apply)."
+    )
+    api: ApiConfig = Field(default=ApiConfig(), description="Timeouts, retries and where the API key comes from.")
+    pricing: Path | None = Field(
+        default=None, description="YAML price table replacing the bundled one (quant_batch/data/pricing.yaml)."
+    )
 
     @field_validator("catalog")
     @classmethod

@@ -18,17 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quant_batch.client import QuantClient
-from quant_batch.pricing import Budget
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.enrich.prompt import Prompt
 from quant_batch.enrich.source import EnrichItem, EnrichPlan, plan_enrich
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
-from quant_batch.pricing import load_prices
+from quant_batch.pricing import Budget, load_prices
+from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
-from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
-
 from quant_batch.store.records import write_errors
+
 
 class EnrichRun(RunSession):
     """The single-writer side of one enrichment run; use as a context manager."""

@@ -120,7 +120,7 @@ def plan_enrich(con: duckdb.DuckDBPyConnection, cfg: EnrichConfig, prompt: Promp
     image_col = cfg.image_field
     if image_col and image_col not in columns:
         raise ConfigError(f"image_column: {image_col!r} is not a column of the {cfg.source_kind} source ({', '.join(columns)})")
-    plan, seen = EnrichPlan(), set()
+    plan, seen = EnrichPlan(), set[str]()
     for key, row in rows:
         plan.rows += 1
         item = _item(cfg, prompt, key, row, image_col, seen, plan, run_id)

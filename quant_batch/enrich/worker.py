@@ -21,12 +21,11 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from quant_batch.client import ChatResult, QuantClient
-from quant_batch.pricing import Budget
 from quant_batch.enrich.prompt import chat_request, repair_request
 from quant_batch.enrich.source import EnrichItem, read_image
 from quant_batch.errors import RUN_STOPPERS, InputError, RequestRejected, TransientError, stop_reason
 from quant_batch.hashing import sha256_hex
-from quant_batch.pricing import PriceTable
+from quant_batch.pricing import Budget, PriceTable
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors
@@ -171,18 +170,20 @@ class _Shard:
     def _run(self, item: EnrichItem) -> None:
         image = self._image(item)
         request = chat_request(self.ctx.base_request, item.prompt, image)
-        calls = [self.call(request, item.est_input_tokens)]
-        if calls[0] is None:
+        first = self.call(request, item.est_input_tokens)
+        if first is None:
             self.res.skipped_cap += 1
             return
-        answer, value, problem = self._judge(calls[0])
+        calls = [first]
+        answer, value, problem = self._judge(first)
         if problem is not None:
             repair = repair_request(request, answer, problem)
-            calls.append(self.call(repair, item.est_input_tokens * 2 + int(request["maxTokens"])))
-            if calls[1] is None:
+            second = self.call(repair, item.est_input_tokens * 2 + int(request["maxTokens"]))
+            if second is None:
                 self.res.skipped_cap += 1  # the next run asks again from the start
                 return
-            answer, value, problem2 = self._judge(calls[1])
+            calls.append(second)
+            answer, value, problem2 = self._judge(second)
             if problem2 is not None:
                 self.fail(item, f"invalid JSON answer after one repair retry: {problem2}", "InvalidJSON")
                 return

@@ -12,17 +12,17 @@ from typing import Any
 
 from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
-from quant_batch.render.config import RenderConfig
 from quant_batch.embed.plan import plan_corpus
-from quant_batch.store.state import count_removed
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.hashing import embedding_generation
 from quant_batch.pricing import load_prices
+from quant_batch.query.snapshot import Snapshot, stored_keys
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.manifest import load_manifest
 from quant_batch.render.run import estimate_row_cost
-from quant_batch.query.snapshot import Snapshot, stored_keys
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
+from quant_batch.store.state import count_removed
 
 
 def estimate_wall_s(

@@ -1,7 +1,8 @@
 """Nova Canvas request rules, shared by the manifest validator and the emulator.
 
 Everything here is pure (no FastAPI, no network) so the pipeline can check a request before
-paying for it. Limits come from ``/work/shared/reference/service-facts.md`` section 2; the SDK's
+paying for it. Limits come from AWS's Nova Canvas guide
+(https://docs.aws.amazon.com/nova/latest/userguide/image-gen-req-resp-structure.html); the SDK's
 pydantic models define the request shape.
 
 ``check_image_request`` returns every violation it finds rather than stopping at the first, so
@@ -374,7 +375,7 @@ def number_of_images(req: Mapping[str, Any]) -> int:
 
 def prompt_texts(req: Mapping[str, Any]) -> list[str]:
     """Every free-text field of the task params (for content moderation)."""
-    params = req.get(PARAMS_KEY.get(req.get("taskType"), ""), None)
+    params = req.get(PARAMS_KEY.get(str(req.get("taskType")), ""), None)
     if not isinstance(params, Mapping):
         return []
     return [v for k in ("text", "negativeText", "maskPrompt") if isinstance(v := params.get(k), str)]

@@ -20,16 +20,16 @@ import pyarrow as pa
 from PIL import Image
 
 from quant_batch.client import ImageResult, QuantClient
-from quant_batch.render.config import RenderConfig
 from quant_batch.errors import RUN_STOPPERS, InputError, QuantError, RequestRejected, TransientError, stop_reason
 from quant_batch.hashing import sha256_hex
 from quant_batch.pricing import Budget, PriceTable, load_prices
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.contact_sheet import write_contact_sheet
 from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
 from quant_batch.render.rules import output_size
+from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
-from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
 from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors
@@ -197,7 +197,7 @@ def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderConte
         if on_row:
             on_row()
     if errors:
-        path = write_errors(Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{errors[0].key[:16]}", errors)
+        path = write_errors(Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{(errors[0].key or '')[:16]}", errors)
         res.error_part = str(path)
     return res
 

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -137,7 +138,7 @@ class Catalog:
             return 0
         self.con.execute("BEGIN TRANSACTION")
         try:
-            params = {"files": _files(paths)}
+            params: dict[str, Any] = {"files": _files(paths)}
             if "$root" in insert_sql:
                 params["root"] = f"{self.layout.root}/"
             self.con.execute(insert_sql, params)
@@ -353,7 +354,7 @@ class Catalog:
         ).fetchone()
         return bool(row and row[0])
 
-    def active_generation(self) -> dict | None:
+    def active_generation(self) -> dict[str, Any] | None:
         return self.layout.active_generation()
 
     def dead_letter_keys(
@@ -371,7 +372,7 @@ class Catalog:
             f"SELECT DISTINCT key FROM errors WHERE stage IN ({', '.join('?' * len(stages))}) "
             "AND NOT retryable AND key IS NOT NULL"
         )
-        params: list = list(stages)
+        params: list[Any] = list(stages)
         if source_path is not None:
             sql += " AND source_path = ?"
             params.append(source_path)
@@ -394,6 +395,6 @@ class Catalog:
         rows = self.con.execute(f"SELECT unit_key, truncated FROM {table}").fetchall()
         return {k for k, t in rows if not t}, {k for k, t in rows if t}
 
-    def count(self, sql: str, params: list | None = None) -> int:
+    def count(self, sql: str, params: list[Any] | None = None) -> int:
         row = self.con.execute(sql, params or []).fetchone()
         return int(row[0]) if row else 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from quant_batch.errors import InputError
 
@@ -67,7 +68,8 @@ class Layout:
         until their next publish writes a pointer.
         """
         try:
-            return json.loads(self.index_pointer(generation).read_text())
+            pointer: dict[str, str] = json.loads(self.index_pointer(generation).read_text())
+            return pointer
         except FileNotFoundError:
             pass
         legacy = self.state / f"live-{generation}.parquet"
@@ -93,11 +95,12 @@ class Layout:
     def catalog(self) -> Path:
         return self.root / "catalog.duckdb"
 
-    def active_generation(self) -> dict | None:
+    def active_generation(self) -> dict[str, Any] | None:
         """The vector space search uses (model, dimensions, normalize), or None before any."""
         if not self.generation.exists():
             return None
-        return json.loads(self.generation.read_text())
+        active: dict[str, Any] = json.loads(self.generation.read_text())
+        return active
 
     def holds_output(self) -> bool:
         """True once any run wrote here: a run summary or a Parquet part."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from quant_batch.flows.embed_corpus import flow_for
-from quant_batch.embed.config import CorpusConfig
 from quant_batch.config_files import parse_config
+from quant_batch.embed.config import CorpusConfig
 from quant_batch.embed.run import run_corpus
+from quant_batch.flows.embed_corpus import flow_for
 from tests.pipeline.conftest import SAMPLE_CORPUS, query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quant_batch.flows.enrich import enrich
 from quant_batch.embed.run import run_corpus
+from quant_batch.flows.enrich import enrich
 from tests.pipeline.conftest import SAMPLE_CORPUS, api_calls, corpus_config, query
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from quant_batch.cli import app
 from quant_batch.flows.embed_corpus import embed_corpus
 from quant_batch.flows.render_images import render_images
-from quant_batch.cli import app
 from tests.conftest import TEST_TOKEN
 from tests.pipeline.conftest import REPO, SAMPLE_CORPUS, api_calls, query
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from quant_batch.embed.config import CorpusConfig
 from quant_batch.config_files import parse_config
+from quant_batch.embed.config import CorpusConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_CORPUS = REPO / "data" / "corpus"

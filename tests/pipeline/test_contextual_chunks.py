@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from quant_batch.embed.run import run_corpus
-
 from tests.pipeline.conftest import api_calls, corpus_config, query
 
 
@@ -35,7 +34,7 @@ def test_enabling_contextual_chunks_changes_exactly_the_affected_chunks(corpus, 
     contextual = _chunks(out)
     assert contextual.keys() == plain.keys()
     assert emulator.stats()["texts_embedded"] == len(plain)
-    for cid, (doc, text, context, key, embedded, vector) in contextual.items():
+    for cid, (_doc, text, context, key, embedded, vector) in contextual.items():
         assert text == plain[cid][1] and plain[cid][2] is None  # the chunk's own text is unchanged
         assert context and embedded == f"{context}\n\n{text}" and key != plain[cid][3]
         assert vector != plain[cid][5]

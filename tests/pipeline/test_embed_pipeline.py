@@ -18,8 +18,9 @@ from quant_batch.errors import LockError
 from quant_batch.query.search import search
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
-
 from tests.pipeline.conftest import REPO, api_calls, corpus_config, query
+
+INSTRUMENTED_CLI = REPO / "tests" / "reliability" / "_instrumented_cli.py"
 
 
 def _expected_chunks(corpus: Path, cfg) -> int:
@@ -105,15 +106,16 @@ def test_crash_between_part_write_and_ledger_mark(corpus, tmp_path, emulator, ap
         f"sources: [{{path: '{corpus}'}}]\nout: '{out}'\nbatch_size: 10\nconcurrency: 1\n"
         "chunking: {max_chars: 600, overlap_chars: 80, min_chars: 150}\n"
     )
-    env = {**os.environ, "QUANT_BATCH_TEST_CRASH_AFTER_PARTS": "2"}
-    cmd = [sys.executable, "-m", "quant_batch.cli", "embed", str(cfg_path), "--no-prefect"]
+    # the real CLI under a test-side instrument that exits hard after the 2nd part is renamed
+    env = {**os.environ, "RELIABILITY_CRASH_AFTER_PARTS": "2"}
+    cmd = [sys.executable, str(INSTRUMENTED_CLI), "embed", str(cfg_path), "--no-prefect"]
     crashed = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert crashed.returncode == 137, crashed.stderr[-2000:]
     parts = list((out / "parts" / "vectors").rglob("*.parquet"))
     assert len(parts) == 2
     calls_before = api_calls(emulator)
 
-    env.pop("QUANT_BATCH_TEST_CRASH_AFTER_PARTS")
+    env.pop("RELIABILITY_CRASH_AFTER_PARTS")
     rerun = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     total = query(out, "SELECT count(*), count(DISTINCT chunk_id), count(DISTINCT key) FROM chunks")[0]

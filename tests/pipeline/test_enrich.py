@@ -7,20 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.client.factory import build_client
+from quant_batch.config_files import parse_config
+from quant_batch.embed.run import run_corpus
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.enrich.prompt import repair_request
 from quant_batch.enrich.run import enrich_table
-from quant_batch.embed.run import run_corpus
-from quant_batch.client.config import ApiConfig, RateLimits
-from quant_batch.render.config import RenderConfig
-from quant_batch.config_files import parse_config
 from quant_batch.errors import ConfigError
 from quant_batch.query.estimate import plan_enrich_dry
-from quant_batch.client.factory import build_client
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.run import render_manifest
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
-
 from tests.conftest import TEST_TOKEN
 from tests.pipeline.conftest import api_calls, corpus_config, query
 
@@ -75,7 +74,7 @@ def test_documents_with_a_schema_become_typed_columns_and_rerun_for_free(index, 
     rows = query(index, "SELECT key, summary, json_array_length(keywords), truncated, finish_reason, input_tokens, "
                         "output_tokens, request_id, model, run_id FROM enrich_summaries")
     assert {r[0] for r in rows} == {r[0] for r in query(index, "SELECT doc_id FROM documents")}
-    for key, text, kw, truncated, finish, ins, outs, rid, model, run_id in rows:
+    for _key, text, kw, truncated, finish, ins, outs, rid, model, run_id in rows:
         assert text and kw >= 1 and truncated is False and finish == "stop"
         assert ins > 0 and outs > 0 and rid and model == "amazon.nova-lite-v1:0" and run_id == summary.run_id
     run = query(index, "SELECT kind, status, api_calls, cost_usd, stats FROM runs WHERE run_id = ?", [summary.run_id])[0]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from quant_batch.client.config import ApiConfig, RateLimits
-from quant_batch.embed.run import run_corpus
 from quant_batch.client.factory import build_client
+from quant_batch.embed.run import run_corpus
 from quant_batch.query.search import search
 from tests.pipeline.conftest import corpus_config, query
 

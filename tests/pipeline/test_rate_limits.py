@@ -6,8 +6,8 @@ import threading
 from collections import Counter
 
 from quant_batch.client.config import ApiConfig, RateLimits
-from quant_batch.embed.run import run_corpus
 from quant_batch.client.factory import build_client
+from quant_batch.embed.run import run_corpus
 from tests.pipeline.conftest import corpus_config
 
 

@@ -15,14 +15,13 @@ import pytest
 from PIL import Image
 
 from quant_batch.client.config import ApiConfig, RateLimits
-from quant_batch.render.config import RenderConfig
+from quant_batch.client.factory import build_client
 from quant_batch.config_files import parse_config
 from quant_batch.errors import InputError
-from quant_batch.client.factory import build_client
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.manifest import build_request, load_manifest
 from quant_batch.render.rules import SEED_MAX, number_of_images, output_size
 from quant_batch.render.run import render_manifest, safe_output_path
-
 from tests.pipeline.conftest import REPO, api_calls, query
 
 IMAGES = REPO / "data" / "images"
@@ -417,9 +416,9 @@ def test_sample_manifests_render_without_errors(tmp_path, image_client, emulator
 
 
 def test_rerender_with_fewer_images_removes_the_old_extras(tmp_path, api_env):
-    from quant_batch.render.config import RenderConfig
-    from quant_batch.config_files import parse_config
     from quant_batch.client.factory import build_client
+    from quant_batch.config_files import parse_config
+    from quant_batch.render.config import RenderConfig
     from quant_batch.render.run import render_manifest
 
     manifest = tmp_path / "m.jsonl"

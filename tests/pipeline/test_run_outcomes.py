@@ -7,12 +7,12 @@ import pytest
 from typer.testing import CliRunner
 
 from quant_batch.cli import app
+from quant_batch.config_files import parse_config
 from quant_batch.embed.run import run_corpus
 from quant_batch.errors import ConfigError
 from quant_batch.pricing import load_prices
 from quant_batch.render.config import RenderConfig
 from quant_batch.render.run import render_manifest
-from quant_batch.config_files import parse_config
 
 from .conftest import api_calls, corpus_config, query
 

@@ -4,8 +4,10 @@ Run as ``python tests/reliability/_instrumented_cli.py embed CONFIG --no-prefect
 ``RELIABILITY_PHASE_LOG`` set, every phase (startup sync, plan, part write, DuckDB load, finish)
 appends ``+name`` / ``-name`` lines to that file, so a test can tell what was running when it
 killed the process. ``RELIABILITY_WRITE_PAUSE`` sleeps between writing a temp file and renaming
-it; ``RELIABILITY_LOAD_PAUSE`` sleeps per part inside the DuckDB load transaction. The code that
-runs is otherwise unchanged: the hooks only wrap library functions.
+it; ``RELIABILITY_LOAD_PAUSE`` sleeps per part inside the DuckDB load transaction;
+``RELIABILITY_CRASH_AFTER_PARTS=N`` ends the process with ``os._exit(137)`` (no cleanup, like
+``kill -9``) right after the N-th vector part is renamed into place, before the run records it.
+The code that runs is otherwise unchanged: the hooks only wrap library functions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 LOG = os.environ.get("RELIABILITY_PHASE_LOG")
 WRITE_PAUSE = float(os.environ.get("RELIABILITY_WRITE_PAUSE", "0"))
 LOAD_PAUSE = float(os.environ.get("RELIABILITY_LOAD_PAUSE", "0"))
+CRASH_AFTER_PARTS = int(os.environ.get("RELIABILITY_CRASH_AFTER_PARTS", "0"))
 _fd = os.open(LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if LOG else None
 
 
@@ -38,6 +41,26 @@ def _traced(name: str, fn):
             mark(f"-{name}")
 
     return wrapper
+
+
+def _crash_after_parts(limit: int) -> None:
+    """Exit hard once ``limit`` vector parts are on disk (the worker's own write, wrapped)."""
+    import threading
+
+    import quant_batch.embed.worker as worker
+
+    original, lock, written = worker.write_parquet_atomic, threading.Lock(), [0]
+
+    def write_then_maybe_die(*args, **kwargs):
+        result = original(*args, **kwargs)
+        with lock:
+            written[0] += 1
+            if written[0] >= limit:
+                mark("crash")
+                os._exit(137)
+        return result
+
+    worker.write_parquet_atomic = write_then_maybe_die
 
 
 def install() -> None:
@@ -86,6 +109,8 @@ def install() -> None:
     run.CorpusRun.finish = _traced("finish", run.CorpusRun.finish)
     render.RenderRun.make_plan = _traced("plan", render.RenderRun.make_plan)
     render.RenderRun.finish = _traced("finish", render.RenderRun.finish)
+    if CRASH_AFTER_PARTS:
+        _crash_after_parts(CRASH_AFTER_PARTS)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import pytest
 
 from quant_batch.client import QuantClient, RetryPolicy, Timeouts
 from quant_batch.client.settings import ApiSettings
-
 from tests.conftest import TEST_ORG, TEST_TOKEN
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quant_batch.embed.config import CorpusConfig
 from quant_batch.config_files import parse_config
+from quant_batch.embed.config import CorpusConfig
 from quant_batch.embed.run import run_corpus
-
 from tests.reliability.conftest import (
     CLI,
     REPO,

@@ -27,7 +27,6 @@ from quant_batch.render.config import RenderConfig
 from quant_batch.render.run import render_manifest
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
-
 from tests.reliability.conftest import (
     CLI,
     REPO,

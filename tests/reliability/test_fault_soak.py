@@ -10,14 +10,13 @@ from __future__ import annotations
 import time
 
 from quant_batch.client import RetryPolicy
-from quant_batch.embed.config import CorpusConfig
-from quant_batch.render.config import RenderConfig
 from quant_batch.config_files import parse_config
+from quant_batch.embed.config import CorpusConfig
 from quant_batch.embed.run import run_corpus
 from quant_batch.emulator import FaultConfig
 from quant_batch.emulator.faults import FaultInjector
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.run import render_manifest
-
 from tests.reliability.conftest import (
     FAST_RETRY,
     assert_no_duplicate_vectors,

@@ -20,13 +20,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from quant_batch.cli import app
-from quant_batch.embed.config import CorpusConfig
-from quant_batch.render.config import RenderConfig
 from quant_batch.config_files import parse_config
+from quant_batch.embed.config import CorpusConfig
 from quant_batch.embed.run import run_corpus
 from quant_batch.errors import InputError
+from quant_batch.render.config import RenderConfig
 from quant_batch.render.run import render_manifest
-
 from tests.reliability.conftest import fast_client, query, short_text, tree
 
 OUTSIDE_SECRET = "OUTSIDE-SECRET-CONTENT must never be indexed"
