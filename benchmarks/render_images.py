@@ -27,10 +27,10 @@ def write_manifest(path: Path, rows: int) -> Path:
 
 
 def render_once(s: Settings, manifest: Path, out_dir: Path, profiler: ThreadProfiler | None = None):
-    from quant_batch.render import run as render_mod
     from quant_batch.client.config import ApiConfig, RateLimits
     from quant_batch.client.factory import build_client
     from quant_batch.config_files import parse_config
+    from quant_batch.render import run as render_mod
     from quant_batch.render.config import RenderConfig
 
     shutil.rmtree(out_dir, ignore_errors=True)

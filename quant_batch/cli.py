@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,7 +66,7 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def _print_rows(headers: tuple[str, ...], rows: list[tuple[str, ...]], *, ids: tuple[str, ...]) -> None:
+def _print_rows(headers: tuple[str, ...], rows: Sequence[Sequence[Any]], *, ids: tuple[str, ...]) -> None:
     """A table whose ``ids`` columns are never cut or wrapped (they are pasted into --run).
 
     When the terminal is too narrow for the ids plus a readable rest, each row is printed as a

@@ -21,7 +21,13 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from quant_batch.config_files import _Strict
 from quant_batch.corpus.readers import (
-    TABLE_SUFFIXES, Document, DocumentError, folder_files, iter_folder, iter_table, read_document,
+    TABLE_SUFFIXES,
+    Document,
+    DocumentError,
+    folder_files,
+    iter_folder,
+    iter_table,
+    read_document,
 )
 from quant_batch.errors import InputError
 

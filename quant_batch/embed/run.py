@@ -10,24 +10,23 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from quant_batch.client import QuantClient
+from quant_batch.client.factory import build_client
 from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
+from quant_batch.embed.context import Contextualizer
 from quant_batch.embed.plan import Plan, PlannedShard, plan_corpus
-from quant_batch.pricing import Budget
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
+from quant_batch.hashing import embedding_generation
 from quant_batch.pricing import Budget, PriceTable, load_prices
+from quant_batch.runs.executor import run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
-from quant_batch.runs.executor import run_in_threads, sum_results
-from quant_batch.client.factory import build_client
-from quant_batch.hashing import embedding_generation
 from quant_batch.store import state
 from quant_batch.store.keys import KeySet
-from quant_batch.tokens import estimate_tokens
 from quant_batch.store.records import write_errors
+from quant_batch.tokens import estimate_tokens
 
 
 class CorpusRun(RunSession):
@@ -43,7 +42,7 @@ class CorpusRun(RunSession):
         self._shards: list[ShardTask] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
-        self.contextualizer = None  # set by make_plan when contextual_chunks is on
+        self.contextualizer: Contextualizer | None = None  # set while planning when contextual_chunks is on
 
     def prepare(self) -> None:
         # plans of runs that died before finish(); we hold the lock, so nothing reads them
@@ -78,8 +77,7 @@ class CorpusRun(RunSession):
             ctx_client = (build_client(cfg.api, cfg.rate_limits, pool_size=1) if own else client)
             try:
                 if cfg.contextual_chunks.enabled:
-                    from quant_batch.embed.context import Contextualizer
-
+                    assert ctx_client is not None
                     self.contextualizer = Contextualizer(cfg.contextual_chunks, ctx_client, self.prices)
                 self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
                                         contextualize=self.contextualizer,

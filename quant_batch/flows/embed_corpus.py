@@ -17,16 +17,16 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from quant_batch.flows._common import Progress, publish_summary, submit_windowed
-from quant_batch.flows._limits import ensure_rate_limit, flow_client, share_limit
 from quant_batch.client import QuantClient
 from quant_batch.client.config import ApiConfig, RateLimits
+from quant_batch.client.factory import build_client
 from quant_batch.embed.config import CorpusConfig, resolve_corpus_config
 from quant_batch.embed.run import CorpusRun
+from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
+from quant_batch.flows._common import Progress, publish_summary, submit_windowed
+from quant_batch.flows._limits import ensure_rate_limit, flow_client, share_limit
 from quant_batch.pricing import Budget
 from quant_batch.runs.runner import running_under
-from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
-from quant_batch.client.factory import build_client
 
 
 @task(name="embed-shard", cache_policy=NO_CACHE)

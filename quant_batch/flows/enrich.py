@@ -14,15 +14,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from quant_batch.flows._common import Progress, publish_summary, submit_windowed
-from quant_batch.flows._limits import flow_client
 from quant_batch.client import QuantClient
-from quant_batch.pricing import Budget
 from quant_batch.enrich.config import load_enrich_config
 from quant_batch.enrich.run import EnrichRun
 from quant_batch.enrich.source import EnrichItem
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
-from quant_batch.pricing import PriceTable
+from quant_batch.flows._common import Progress, publish_summary, submit_windowed
+from quant_batch.flows._limits import flow_client
+from quant_batch.pricing import Budget, PriceTable
 from quant_batch.runs.runner import running_under
 
 

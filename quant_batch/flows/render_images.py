@@ -12,14 +12,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from quant_batch.client import QuantClient
 from quant_batch.flows._common import Progress, publish_summary, submit_windowed
 from quant_batch.flows._limits import flow_client
-from quant_batch.client import QuantClient
-from quant_batch.render.config import resolve_render_config
 from quant_batch.pricing import Budget, PriceTable
-from quant_batch.runs.runner import running_under
+from quant_batch.render.config import resolve_render_config
 from quant_batch.render.manifest import RenderRow
 from quant_batch.render.run import RenderContext, RenderResult, RenderRun, render_rows
+from quant_batch.runs.runner import running_under
 
 
 @task(name="render-shard", cache_policy=NO_CACHE)

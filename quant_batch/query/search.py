@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -139,17 +140,17 @@ def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray
             return None
         for old in layout.state.glob(f"search-{gen['generation']}-*"):
             old.unlink(missing_ok=True)
-        _build_matrix(snap, vec_path, ids_path, dim)
+        build_matrix(snap.con, vec_path, ids_path, dim)
     vectors = np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
     with pa.memory_map(str(ids_path)) as src:
         ids = pa.ipc.open_file(src).read_all().column("chunk_id").to_pylist()
     return vectors, ids
 
 
-def _build_matrix(snap: Snapshot, vec_path: Path, ids_path: Path, dim: int) -> None:
+def build_matrix(con: duckdb.DuckDBPyConnection, vec_path: Path, ids_path: Path, dim: int) -> None:
     """Stream ``chunks`` into a float32 file of unit rows and an Arrow file of their ids."""
     ids: list[pa.Array] = []
-    reader = snap.con.sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
+    reader = con.sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
     with atomic_path(vec_path) as tmp, open(tmp, "wb") as fh:
         for batch in reader:
             flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)

@@ -10,6 +10,7 @@ or serve it with uvicorn::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from quant_batch.client import QuantClient
 
 
-def app(outs: list[str | Path], *, client: QuantClient | None = None) -> FastAPI:
+def app(outs: Sequence[str | Path], *, client: QuantClient | None = None) -> FastAPI:
     """The web app over the output folders ``outs``; ``client`` embeds search queries
     (default: a client from the ``QUANT_*`` environment, made on the first search)."""
     from quant_batch.ui.routes import create_app

@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from quant_batch.query.search import Hit, _build_matrix
+from quant_batch.query.search import Hit, build_matrix
 from quant_batch.render.run import IMAGE_SCHEMA
 from quant_batch.runs.summary import list_runs
 from quant_batch.store.layout import Layout
@@ -215,7 +215,7 @@ class OutputData:
                 f"JOIN (SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key) "
                 "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1" if parts else
                 f"CREATE OR REPLACE VIEW chunks AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0")
-            _build_matrix(self, vec_path, ids_path, dim)  # reads self.con's ``chunks``, as from a Snapshot
+            build_matrix(self.con, vec_path, ids_path, dim)  # reads self.con's ``chunks``, as from a Snapshot
         size = vec_path.stat().st_size
         vectors = (np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim) if size
                    else np.zeros((0, dim), dtype=np.float32))

@@ -12,7 +12,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,7 +80,7 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
     env = _templates()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> Iterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # read the parts in the background from the start: 10,000 one-row image parts take
         # seconds, which the first page would otherwise wait for
         for data in folders.values():
@@ -226,7 +226,7 @@ def _pages(total: int) -> int:
 def _input_images(row: dict) -> list[str]:
     """File names of the row's input images (conditionImage, images, maskImage ...)."""
     names: list[str] = []
-    for k, v in json.loads(row.get("params") or "{}").items():
+    for v in json.loads(row.get("params") or "{}").values():
         values = v if isinstance(v, list) else [v]
         names += [public_path(x) for x in values if isinstance(x, str) and x.lower().endswith((".png", ".jpg", ".jpeg"))]
     return names

@@ -66,10 +66,10 @@ def _crash_after_parts(limit: int) -> None:
 def install() -> None:
     import pyarrow.parquet as real_pq
 
-    from quant_batch.embed import run
-    from quant_batch.render import run as render
     import quant_batch.store.catalog as catalog
     import quant_batch.store.files as files
+    from quant_batch.embed import run
+    from quant_batch.render import run as render
 
     original = files.atomic_path
 
