@@ -191,3 +191,31 @@ def test_invalid_settings_are_rejected(kwargs):
 def test_settings_are_frozen():
     with pytest.raises(pydantic.ValidationError):
         ChunkSettings().max_chars = 10  # type: ignore[misc]
+
+
+def _eager_cores(text, settings):
+    from quant_batch.corpus.chunking import _NON_SPACE, _split
+
+    first = _NON_SPACE.search(text)
+    if first is None:
+        return []
+    return _split(text, first.start(), len(text.rstrip()), 0, settings.max_chars - settings.overlap_chars,
+                  settings.min_chars)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_streamed_chunks_equal_cutting_the_whole_text_at_once(seed):
+    """iter_chunks walks the top level lazily; its cores must be exactly the eager split's."""
+    import random
+
+    from quant_batch.corpus.chunking import iter_chunks
+
+    rng = random.Random(seed)
+    words = ["lantern", "harbour", "a", "meadow.", "quarry!", "x" * rng.randint(1, 900), "river?", "tunnel"]
+    seps = [" ", " ", " ", "\n", "\n\n", ". ", "\n \n"] if seed % 4 else [" "]  # some texts have no breaks
+    text = "".join(rng.choice(words) + rng.choice(seps) for _ in range(rng.randint(0, 3000)))
+    settings = ChunkSettings(max_chars=rng.choice([200, 600, 2000]), overlap_chars=rng.choice([0, 50, 100]))
+    streamed = list(iter_chunks(text, settings))
+    cores = _eager_cores(text, settings)
+    assert [c.end for c in streamed] == [e for _, e in cores]
+    assert all(c.text == text[c.start:c.end] and len(c.text) <= settings.max_chars for c in streamed)

@@ -36,6 +36,7 @@ import hashlib
 import json
 import re
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pydantic
@@ -120,20 +121,89 @@ def chunk_text(text: str, settings: ChunkSettings) -> list[Chunk]:
         Chunks in document order, never empty or whitespace-only; ``[]`` for blank text.
         The same text and settings always give the same chunks.
     """
+    return list(iter_chunks(text, settings))
+
+
+def iter_chunks(text: str, settings: ChunkSettings) -> Iterator[Chunk]:
+    """The chunks of :func:`chunk_text`, produced while the text is still being cut.
+
+    A 100 MB document yields its first chunks in milliseconds, so a run can send them while the
+    rest is cut. The chunks are exactly those of cutting the whole text at once: the top level
+    is walked part by part and packed by :func:`_pack_stream`, which keeps :func:`_pack`'s rules.
+    """
     first = _NON_SPACE.search(text)
     if first is None:
-        return []
+        return
     start, end = first.start(), len(text.rstrip())
     budget = settings.max_chars - settings.overlap_chars
-    cores = _split(text, start, end, 0, budget, settings.min_chars)
-    chunks = []
-    for position, (core_start, core_end) in enumerate(cores):
+    prev: tuple[int, int] | None = None
+    for position, (core_start, core_end) in enumerate(_iter_cores(text, start, end, budget, settings.min_chars)):
         chunk_start = core_start
-        if position and settings.overlap_chars:
-            prev_start, prev_end = cores[position - 1]
-            chunk_start = _overlap_start(text, prev_start, prev_end, core_end, settings)
-        chunks.append(Chunk(position, text[chunk_start:core_end], chunk_start, core_end))
-    return chunks
+        if prev is not None and settings.overlap_chars:
+            chunk_start = _overlap_start(text, prev[0], prev[1], core_end, settings)
+        yield Chunk(position, text[chunk_start:core_end], chunk_start, core_end)
+        prev = (core_start, core_end)
+
+
+def _iter_cores(text: str, start: int, end: int, budget: int, min_chars: int) -> Iterator[tuple[int, int]]:
+    """:func:`_split` of the whole span at the strongest separator that cuts it, lazily."""
+    level = 0
+    while end - start > budget and level < len(_SEPARATORS):
+        first_cut = _SEPARATORS[level].search(text, start, end)
+        if first_cut is not None and _trim(text, first_cut.end(1), end)[0] < end:
+            break  # this level cuts the span into more than one part
+        level += 1
+    if end - start <= budget or level == len(_SEPARATORS):
+        yield from _split(text, start, end, level, budget, min_chars)
+        return
+    pieces = (piece for part in _iter_parts(text, start, end, _SEPARATORS[level])
+              for piece in _split(text, part[0], part[1], level + 1, budget, min_chars))
+    yield from _pack_stream(text, pieces, budget, min_chars)
+
+
+def _iter_parts(text: str, start: int, end: int, separator: re.Pattern[str]) -> Iterator[tuple[int, int]]:
+    """:func:`_parts`, one part at a time."""
+    cursor = start
+    for match in separator.finditer(text, start, end):
+        span = _trim(text, cursor, match.start(1))
+        if span[0] < span[1]:
+            yield span
+        cursor = match.end(1)
+    span = _trim(text, cursor, end)
+    if span[0] < span[1]:
+        yield span
+
+
+def _pack_stream(text: str, pieces: Iterable[tuple[int, int]], budget: int, min_chars: int):
+    """:func:`_pack` over a stream: each chunk is yielded once the next one has begun, because the
+    last one may still fold into its predecessor."""
+    held: tuple[int, int] | None = None
+    chunk_start: int | None = None
+    chunk_end = 0
+    for piece_start, piece_end in pieces:
+        if chunk_start is not None and piece_end - chunk_start > budget:
+            if held is not None:
+                yield held
+            held, chunk_start = (chunk_start, chunk_end), None
+        if chunk_start is None:
+            chunk_start = piece_start
+        chunk_end = piece_end
+        if chunk_end - chunk_start >= min_chars and _is_anchor(text[piece_start:piece_end]):
+            if held is not None:
+                yield held
+            held, chunk_start = (chunk_start, chunk_end), None
+    tail = (chunk_start, chunk_end) if chunk_start is not None else None
+    if held is None:
+        if tail is not None:
+            yield tail
+        return
+    if tail is None:
+        yield held
+    elif tail[1] - tail[0] < min_chars and tail[1] - held[0] <= budget:
+        yield (held[0], tail[1])  # fold a tiny tail into its predecessor, as _pack does
+    else:
+        yield held
+        yield tail
 
 
 def _split(text: str, start: int, end: int, level: int, budget: int, min_chars: int):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quant_batch.corpus.chunking import chunk_text
+from quant_batch.corpus.chunking import iter_chunks
 from quant_batch.corpus.readers import Document, DocumentError
 from quant_batch.corpus.sources import iter_sources
 from quant_batch.embed.config import CorpusConfig
@@ -291,9 +291,10 @@ def plan_corpus(
                 if item.doc_id in previous:
                     plan.carry_doc_ids.add(item.doc_id)
                 continue
-            chunks = chunk_text(item.text, config.chunking)
+            n_chunks = 0  # a big document's first batches go out while it is still being cut
             metadata = json.dumps(item.metadata, ensure_ascii=False, default=str) if item.metadata else None
-            for c in chunks:
+            for c in iter_chunks(item.text, config.chunking):
+                n_chunks += 1
                 embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
                 key = chunk_key(
                     embedded, model=config.model, dimensions=config.dimensions, normalize=config.normalize, chunker=chunker
@@ -321,7 +322,7 @@ def plan_corpus(
             docs.add(
                 {
                     "doc_id": item.doc_id, "source_path": item.source_path, "content_hash": item.content_hash,
-                    "chunker": chunker, "chunks": len(chunks), "status": "pending", "message": None, "run_id": run_id,
+                    "chunker": chunker, "chunks": n_chunks, "status": "pending", "message": None, "run_id": run_id,
                 }
             )
     finally:
