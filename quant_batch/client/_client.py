@@ -23,6 +23,7 @@ from ._errors import (
     error_from_exception,
     error_from_response,
     request_id_of,
+    scrub,
     unreachable_error,
 )
 from ._parse import chat_fields, embedding_fields, image_fields
@@ -280,7 +281,7 @@ class QuantClient:
                 self._connect_failures += 1
                 failures = self._connect_failures
             if failures >= min(UNREACHABLE_AFTER, self.retry.max_attempts) and not self._answered:
-                error_from_exception(endpoint, exc, secret=self._secret)  # scrubs the chain
+                scrub(exc)  # raised from None, but still the context: no request objects in it
                 log.debug("%s: attempt %d: base URL unreachable (%s)", endpoint, call.attempts, reason)
                 return unreachable_error(endpoint, self.settings.base_url, reason)
         err = error_from_exception(endpoint, exc, secret=self._secret)
