@@ -97,6 +97,7 @@ def quant_batch_cli() -> list[str]:
 
 def run(s: Settings) -> Outcome:
     out = Outcome("peer", TITLE)
+    load_before = os.getloadavg()[0]
     work = s.root / "peer"
     shutil.rmtree(work / "qb-out", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -128,8 +129,9 @@ def run(s: Settings) -> Outcome:
     out.add("QuantClient alone: CPU per 1,000 vectors", client["loop_cpu"] / k, "CPU-s",
             note=f"16 threads, vectors dropped; {client['loop_wall']:.2f} s wall in the loop")
     out.notes.append(f"Ideal wall at concurrency {CONCURRENCY}: {s.n / 100 / CONCURRENCY * s.embed_latency:.2f} s "
-                     f"({s.n // 100} calls of 100 texts at {s.embed_latency} s). Load before the run: "
-                     f"{os.getloadavg()[0]:.2f} (1-min average).")
+                     f"({s.n // 100} calls of 100 texts at {s.embed_latency} s). Load (1-min average) "
+                     f"{load_before:.2f} before the contenders ran, {os.getloadavg()[0]:.2f} after: "
+                     "this box has 2 cores, so a load above 2 inflates every wall here.")
     return out
 
 
