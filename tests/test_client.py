@@ -682,3 +682,24 @@ def test_connect_failure_reasons():
         == "TLS handshake failed"
     assert connect_failure(wrapped(u3.ProtocolError("Connection aborted.", RemoteDisconnected("closed")))) is None
     assert connect_failure(requests.ReadTimeout(u3.ReadTimeoutError(None, "/", "read timed out"))) is None
+
+
+def _png(fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data", [b"not an image at all", _png()[:40], _png("GIF")], ids=["junk", "cut-off", "gif"])
+def test_image_bytes_that_are_not_a_whole_png_or_jpeg_are_a_bad_response(data):
+    from base64 import b64encode
+
+    from quant_batch.client._parse import image_fields
+    from quant_batch.errors import BadResponse
+
+    body = b'{"images": ["' + b64encode(data) + b'"]}'
+    with pytest.raises(BadResponse, match="PNG/JPEG") as info:
+        image_fields(_response(200, body))
+    assert isinstance(info.value, TransientError)  # retried, and a retryable error row
+    ok = image_fields(_response(200, b'{"images": ["' + b64encode(_png("JPEG")) + b'"]}'))
+    assert ok["images"][0][:2] == b"\xff\xd8"

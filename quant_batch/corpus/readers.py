@@ -24,8 +24,10 @@ import logging
 import os
 import re
 import sys
+from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -46,13 +48,15 @@ _BATCH_ROWS = 1024
 
 @dataclass(frozen=True)
 class Document:
-    """One text to chunk and embed."""
+    """One text to chunk and embed, with the metadata stored beside its chunks."""
 
     doc_id: str
     source_path: str
     text: str
     content_hash: str
     line: int | None = None
+    metadata: dict[str, Any] | None = None
+    """Folder documents: path, extension, modified (ISO 8601); table rows: the chosen columns."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,21 @@ def iter_folder(
     Yields:
         A :class:`Document` per readable file, a :class:`DocumentError` per unreadable one.
     """
+    for path, rel, verdict in folder_files(root, include, exclude):
+        if verdict == "outside":  # said out loud, so a missing document is never a mystery
+            yield DocumentError(rel, "symlink points outside the source folder; not followed", doc_id=rel)
+        elif verdict == "read":
+            yield _read_file(path, rel)
+
+
+def folder_files(
+    root: Path, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = ()
+) -> Iterator[tuple[Path, str, str]]:
+    """Every visible file under ``root`` with what :func:`iter_folder` does with it, reading none.
+
+    The verdict is ``read``, ``outside`` (a symlink out of ``root``), ``unsupported`` (a suffix
+    that is not read) or ``excluded`` (left out by the include / exclude globs).
+    """
     root = Path(root).resolve()
     if not root.is_dir():
         raise InputError("source folder does not exist or is not a folder", path=str(root))
@@ -98,13 +117,11 @@ def iter_folder(
     excluded = [_glob_regex(p) for p in exclude]
     for path, rel, outside in _walk(root, root):
         if not outside and path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        if not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
-            continue
-        if outside:  # said out loud, so a missing document is never a mystery
-            yield DocumentError(rel, "symlink points outside the source folder; not followed", doc_id=rel)
-            continue
-        yield _read_file(path, rel)
+            yield path, rel, "unsupported"
+        elif not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
+            yield path, rel, "excluded"
+        else:
+            yield path, rel, "outside" if outside else "read"
 
 
 def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str, bool]]:
@@ -153,13 +170,19 @@ def _read_file(path: Path, rel: str) -> Document | DocumentError:
     if not text.strip():
         message = "empty document: no text to index; remove or exclude it"
         return DocumentError(rel, message, doc_id=rel)
-    return _document(rel, rel, text)
+    modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    # the modified time is not hashed: touching a file must not re-chunk it
+    return _document(rel, rel, text, metadata={"path": rel, "extension": suffix, "modified": modified},
+                     hash_metadata=False)
 
 
-def _document(doc_id: str, source_path: str, text: str, line: int | None = None) -> Document:
+def _document(doc_id: str, source_path: str, text: str, line: int | None = None,
+              metadata: dict[str, Any] | None = None, *, hash_metadata: bool = True) -> Document:
     text = _normalise_newlines(text)
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return Document(doc_id, source_path, text, digest, line)
+    h = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+    if metadata and hash_metadata:  # changed metadata re-chunks a document (free: its chunk keys stay)
+        h.update(b"\x00" + json.dumps(metadata, sort_keys=True, default=str).encode())
+    return Document(doc_id, source_path, text, h.hexdigest(), line, metadata)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -318,7 +341,8 @@ def html_to_text(html: str) -> str:
 
 
 def iter_table(
-    path: Path, *, id_column: str, text_column: str, root: Path | None = None
+    path: Path, *, id_column: str, text_column: str, root: Path | None = None,
+    metadata_columns: Sequence[str] = (),
 ) -> Iterator[Document | DocumentError]:
     """Yield one document per row of a CSV, JSONL or Parquet file, reading in batches.
 
@@ -326,6 +350,7 @@ def iter_table(
         path: the table file; its suffix picks the format.
         id_column: column holding a unique, non-empty row id.
         text_column: column holding the text to embed.
+        metadata_columns: columns kept as each document's metadata (JSON values).
         root: folder that ``source_path`` is relative to; defaults to the file's own folder.
 
     Yields:
@@ -344,10 +369,11 @@ def iter_table(
             f"unsupported table format {suffix!r}; use one of {sorted(TABLE_SUFFIXES)}", path=rel
         )
     readers = {".csv": _csv_rows, ".parquet": _parquet_rows}
-    rows = readers.get(suffix, _jsonl_rows)(path, rel, (id_column, text_column))
+    wanted = (id_column, text_column, *metadata_columns)
+    rows = readers.get(suffix, _jsonl_rows)(path, rel, wanted)
     seen: dict[str, int] = {}
     for row in rows:
-        yield row if isinstance(row, DocumentError) else _row_document(rel, row, seen, text_column)
+        yield row if isinstance(row, DocumentError) else _row_document(rel, row, seen, text_column, metadata_columns)
 
 
 def _relative(path: Path, root: Path | None) -> str:
@@ -358,8 +384,8 @@ def _relative(path: Path, root: Path | None) -> str:
     return resolved.relative_to(base).as_posix()
 
 
-def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str):
-    line, raw_id, raw_text = row
+def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str, meta_columns: Sequence[str] = ()):
+    line, raw_id, raw_text, *meta = row
     row_id = _cell_str(raw_id).strip()
     if not row_id:
         return DocumentError(rel, "empty id; give every row an id", line=line)
@@ -375,7 +401,15 @@ def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str):
         return DocumentError(rel, message, line=line, doc_id=doc_id)
     if not (raw_text or "").strip():
         return DocumentError(rel, "empty document: the text is blank", line=line, doc_id=doc_id)
-    return _document(doc_id, rel, raw_text, line)
+    metadata = {c: _json_value(v) for c, v in zip(meta_columns, meta, strict=True)} if meta_columns else None
+    return _document(doc_id, rel, raw_text, line, metadata)
+
+
+def _json_value(value: Any) -> Any:
+    """A metadata cell as JSON can hold it (dates and decimals become text)."""
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return str(value)
 
 
 def _cell_str(value) -> str:
@@ -384,7 +418,7 @@ def _cell_str(value) -> str:
     return str(value)
 
 
-def _missing(rel: str, columns: Sequence[str], wanted: tuple[str, str]) -> None:
+def _missing(rel: str, columns: Sequence[str], wanted: tuple[str, ...]) -> None:
     for name in wanted:
         if name not in columns:
             have = ", ".join(map(repr, columns)) or "none"
@@ -394,7 +428,7 @@ def _missing(rel: str, columns: Sequence[str], wanted: tuple[str, str]) -> None:
             )
 
 
-def _csv_rows(path: Path, rel: str, wanted: tuple[str, str]):
+def _csv_rows(path: Path, rel: str, wanted: tuple[str, ...]):
     # texts are long; the default 128 KiB field limit would reject ordinary documents
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
     with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -402,11 +436,11 @@ def _csv_rows(path: Path, rel: str, wanted: tuple[str, str]):
         try:
             header = next(reader, [])
             _missing(rel, header, wanted)
-            id_at, text_at = header.index(wanted[0]), header.index(wanted[1])
+            at = [header.index(w) for w in wanted]
             line = reader.line_num + 1
             for record in reader:
                 if any(record):
-                    yield line, _field(record, id_at), _field(record, text_at)
+                    yield (line, *(_field(record, i) for i in at))
                 line = reader.line_num + 1
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InputError(
@@ -419,7 +453,7 @@ def _field(record: list[str], index: int) -> str:
     return record[index] if index < len(record) else ""
 
 
-def _jsonl_rows(path: Path, rel: str, wanted: tuple[str, str]):
+def _jsonl_rows(path: Path, rel: str, wanted: tuple[str, ...]):
     # broken lines before the first object wait here, so a missing column raises before any row
     pending: list[DocumentError] = []
     checked = False
@@ -434,7 +468,7 @@ def _jsonl_rows(path: Path, rel: str, wanted: tuple[str, str]):
             _missing(rel, list(record), wanted)
             checked = True
             yield from pending
-        yield line, record.get(wanted[0]), record.get(wanted[1])
+        yield (line, *(record.get(w) for w in wanted))
     if not checked:
         yield from pending
 
@@ -458,7 +492,7 @@ def _jsonl_records(path: Path, rel: str):
             yield line, record
 
 
-def _parquet_rows(path: Path, rel: str, wanted: tuple[str, str]):
+def _parquet_rows(path: Path, rel: str, wanted: tuple[str, ...]):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -469,8 +503,7 @@ def _parquet_rows(path: Path, rel: str, wanted: tuple[str, str]):
     _missing(rel, table.schema_arrow.names, wanted)
     row = 0
     for batch in table.iter_batches(batch_size=_BATCH_ROWS, columns=list(dict.fromkeys(wanted))):
-        ids = batch.column(wanted[0]).to_pylist()
-        texts = batch.column(wanted[1]).to_pylist()
-        for row_id, text in zip(ids, texts):
+        columns = [batch.column(w).to_pylist() for w in wanted]
+        for values in zip(*columns):
             row += 1
-            yield row, row_id, text
+            yield (row, *values)

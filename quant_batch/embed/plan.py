@@ -8,6 +8,7 @@ and vector space match the last complete run is not even chunked: its chunks are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,6 @@ from quant_batch.corpus.chunking import chunk_text
 from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
 from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
-from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord
@@ -49,6 +49,7 @@ LIVE_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("key", pa.string()),
         ("context", pa.string()),
+        ("metadata", pa.string()),  # JSON: folder path/extension/modified, or a table's metadata_columns
     ]
 )
 DOC_SCHEMA = pa.schema(
@@ -94,6 +95,10 @@ class Plan:
     batch_chars: list[int]
     carry_doc_ids: set[str] = field(default_factory=set)
     errors: list[ErrorRecord] = field(default_factory=list)
+    shards: list[PlannedShard] = field(default_factory=list)
+    """The shard files the batches were cut into (``path`` is their common prefix)."""
+    stopped: bool = False
+    """Reading ended early: the planned index is incomplete and must not replace the published one."""
 
 
 class _RowBuffer:
@@ -120,15 +125,36 @@ class _RowBuffer:
         self.writer.close()
 
 
-class _Batcher:
-    """Cuts pending chunks into API batches: at most ``size`` texts and ``max_chars`` characters."""
+@dataclass(frozen=True)
+class PlannedShard:
+    """Batches ``[first, end)`` of a run, stored as row groups 0.. of their own plan file."""
 
-    def __init__(self, path: Path, size: int, max_chars: int):
-        self.writer = pq.ParquetWriter(path, PLAN_SCHEMA, compression="zstd")
+    path: Path
+    first: int
+    end: int
+
+
+class _Batcher:
+    """Cuts pending chunks into API batches (at most ``size`` texts and ``max_chars`` characters)
+    and batches into shard files, handing each shard over the moment it is complete.
+
+    Shards start at one batch, so the first API call goes out while the corpus is still being
+    read, and double every ``concurrency`` shards up to ``max_batches`` (few Prefect tasks for
+    big corpora).
+    """
+
+    def __init__(self, folder: Path, run_id: str, size: int, max_chars: int, *, concurrency: int = 8,
+                 max_batches: int = 25, on_shard: Callable[[PlannedShard], None] | None = None):
+        self.folder, self.run_id = folder, run_id
         self.size, self.max_chars = size, max_chars
+        self.concurrency, self.max_batches = max(1, concurrency), max_batches
+        self.on_shard = on_shard
         self.rows: list[dict] = []
         self.chars = 0
         self.batch_chars: list[int] = []
+        self.shards: list[PlannedShard] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.shard_first = 0
 
     def add(self, row: dict) -> None:
         n = len(row["text"])
@@ -138,16 +164,35 @@ class _Batcher:
         self.rows.append(row)
         self.chars += n
 
+    def _quota(self) -> int:
+        return min(self.max_batches, 2 ** (len(self.shards) // self.concurrency))
+
     def flush(self) -> None:
-        if self.rows:
-            # one row group per batch: a worker reads exactly its batches, nothing else
-            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=PLAN_SCHEMA), row_group_size=len(self.rows))
-            self.batch_chars.append(self.chars)
-            self.rows, self.chars = [], 0
+        if not self.rows:
+            return
+        if self.writer is None:
+            path = self.folder / f"plan-{self.run_id}-{len(self.shards):05d}.parquet"
+            self.writer = pq.ParquetWriter(path, PLAN_SCHEMA, compression="zstd")
+        # one row group per batch: a worker reads exactly its batches, nothing else
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=PLAN_SCHEMA), row_group_size=len(self.rows))
+        self.batch_chars.append(self.chars)
+        self.rows, self.chars = [], 0
+        if len(self.batch_chars) - self.shard_first >= self._quota():
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        shard = PlannedShard(Path(self.writer.where), self.shard_first, len(self.batch_chars))
+        self.writer, self.shard_first = None, len(self.batch_chars)
+        self.shards.append(shard)
+        if self.on_shard:
+            self.on_shard(shard)
 
     def close(self) -> None:
         self.flush()
-        self.writer.close()
+        self._close_shard()
 
 
 def _previous_documents(layout: Layout, generation: str) -> dict[str, tuple[str, str, str, int]]:
@@ -172,6 +217,9 @@ def plan_corpus(
     documents: Iterable[Document | DocumentError] | None = None,
     scratch: Path | None = None,
     contextualize: Callable[[Document], str] | None = None,
+    on_shard: Callable[[PlannedShard], None] | None = None,
+    on_start: Callable[[Plan], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
     """Read and chunk the corpus; write the pending batches and the new live index to disk.
 
@@ -182,6 +230,11 @@ def plan_corpus(
         scratch: folder for the plan files (default: the output's state folder); a dry plan
             writes them elsewhere so the output folder is not touched.
         contextualize: with ``contextual_chunks`` on, writes a changed document's context.
+        on_shard: called with each shard of batches as soon as it is complete, while reading
+            goes on; a run starts sending it at once.
+        on_start: called with the plan before reading starts; its counters then grow live.
+        stop: asked before each document; True ends reading early (the run stopped sending),
+            and the plan is marked ``stopped``: it must not be published.
     """
     gen = embedding_generation(config.model, config.dimensions, config.normalize)
     chunker = config.chunking.fingerprint() + config.contextual_chunks.fingerprint()
@@ -190,20 +243,27 @@ def plan_corpus(
     plan = Plan(
         run_id=run_id,
         generation=gen,
-        path=folder / f"plan-{run_id}.parquet",
+        path=folder / f"plan-{run_id}",
         live_tmp=folder / f"{TMP_PREFIX}live-{run_id}.parquet",
         docs_tmp=folder / f"{TMP_PREFIX}documents-{run_id}.parquet",
         stats=PlanStats(),
         batch_chars=[],
     )
+    if on_start:
+        on_start(plan)
     previous = _previous_documents(layout, gen)
     stats = plan.stats
     live = _RowBuffer(plan.live_tmp, LIVE_SCHEMA)
     docs = _RowBuffer(plan.docs_tmp, DOC_SCHEMA, flush_rows=2000)
-    batcher = _Batcher(plan.path, config.batch_size, config.max_batch_chars)
+    batcher = _Batcher(folder, run_id, config.batch_size, config.max_batch_chars, concurrency=config.concurrency,
+                       on_shard=on_shard)
+    plan.batch_chars = batcher.batch_chars  # the same list: filled while shards are handed over
     pending_keys: set[str] = set()
     try:
         for item in documents if documents is not None else iter_sources(config.sources):
+            if stop is not None and stop():
+                plan.stopped = True
+                break
             stats.documents += 1
             if isinstance(item, DocumentError):
                 stats.documents_failed += 1
@@ -232,6 +292,7 @@ def plan_corpus(
                     plan.carry_doc_ids.add(item.doc_id)
                 continue
             chunks = chunk_text(item.text, config.chunking)
+            metadata = json.dumps(item.metadata, ensure_ascii=False, default=str) if item.metadata else None
             for c in chunks:
                 embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
                 key = chunk_key(
@@ -241,7 +302,7 @@ def plan_corpus(
                 row = {
                     "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
                     "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
-                    "context": context,
+                    "context": context, "metadata": metadata,
                 }
                 live.add(row)
                 stats.chunks_total += 1
@@ -267,34 +328,6 @@ def plan_corpus(
         live.close()
         docs.close()
         batcher.close()
-    plan.batch_chars = batcher.batch_chars
+    plan.shards = batcher.shards
     stats.batches = len(batcher.batch_chars)
     return plan
-
-
-def create_carry_table(con, doc_ids: set[str]) -> None:
-    """Temp table ``carry``: documents whose previous chunks stay live unchanged.
-
-    One bulk insert: row-by-row ``executemany`` took 20 s for 100,000 documents.
-    """
-    con.execute("CREATE TEMP TABLE carry (doc_id VARCHAR)")
-    if doc_ids:
-        con.execute("INSERT INTO carry SELECT unnest(?::VARCHAR[])", [list(doc_ids)])
-
-
-def count_removed(old_live: Path, plan: Plan) -> int:
-    """Chunks of the current index that the planned index no longer has."""
-    if not old_live.exists():
-        return 0
-    import duckdb
-
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
-    try:
-        create_carry_table(con, plan.carry_doc_ids)
-        row = con.execute(
-            f"SELECT count(*) FROM read_parquet('{old_live}') o WHERE o.doc_id NOT IN (SELECT doc_id FROM carry) "
-            f"AND o.chunk_id NOT IN (SELECT chunk_id FROM read_parquet('{plan.live_tmp}'))"
-        ).fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()

@@ -7,45 +7,40 @@ Prefect flow in ``flows/embed_corpus.py`` uses Prefect tasks on threads or Dask.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import duckdb
-
 from quant_batch.client import QuantClient
+from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
-from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
+from quant_batch.embed.plan import Plan, PlannedShard, plan_corpus
 from quant_batch.pricing import Budget
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
-from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.pricing import Budget, PriceTable, load_prices
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
 from quant_batch.runs.executor import run_in_threads, sum_results
-from quant_batch.store.catalog import MEMORY_LIMIT
-from quant_batch.store.files import atomic_path, write_bytes_atomic
+from quant_batch.client.factory import build_client
+from quant_batch.hashing import embedding_generation
+from quant_batch.store import state
+from quant_batch.store.keys import KeySet
+from quant_batch.tokens import estimate_tokens
 from quant_batch.store.records import write_errors
-
-
-LOAD_EVERY_PARTS = 40
-
-
-def shard_ranges(n_batches: int, concurrency: int, *, per_worker: int = 4, max_batches: int = 25) -> list[tuple[int, int]]:
-    """Cut batches into contiguous shards: enough for load balance, few enough for low overhead."""
-    if n_batches == 0:
-        return []
-    size = max(1, min(max_batches, -(-n_batches // (concurrency * per_worker))))
-    return [(i, min(i + size, n_batches)) for i in range(0, n_batches, size)]
 
 
 class CorpusRun(RunSession):
     """The single-writer side of one corpus run; use as a context manager."""
 
     def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
+        self.scan = require_documents(config.sources)  # before the run records anything
         super().__init__(config.out, "embed", lock_wait=lock_wait)
         self.config = config
         self.prices = prices or load_prices(config.pricing)
-        self._unloaded: list[Path] = []
+        self.budget = Budget(config.max_cost)
+        self._refused_batches = 0
+        self._shards: list[ShardTask] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
         self.contextualizer = None  # set by make_plan when contextual_chunks is on
@@ -59,58 +54,102 @@ class CorpusRun(RunSession):
     def price_per_token(self) -> float:
         return self.prices.embedding_cost(self.config.model, 1_000_000) / 1_000_000
 
-    def make_plan(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Plan:
-        """Plan the run; with ``contextual_chunks`` on, ``client`` (or one built from the config) writes contexts."""
+    def stream(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Iterator[ShardTask]:
+        """Plan the run in a background thread and yield each shard the moment it is cut.
+
+        The first shards hold one batch each, so the first API call goes out while the corpus is
+        still being read; :attr:`plan` is complete once the iterator is exhausted. A planning
+        error (a broken source) is raised here after the shards already cut, whose work is
+        durable like any other. With ``contextual_chunks`` on, ``client`` (or one built from the
+        config) writes the contexts.
+        """
         cfg = self.config
         assert self.catalog is not None
-        from quant_batch.hashing import embedding_generation
-
+        self.check_prices(self.prices, "embeddings", [cfg.model], cfg.max_cost)
+        if cfg.contextual_chunks.enabled:
+            self.check_prices(self.prices, "chat", [cfg.contextual_chunks.model], cfg.max_cost)
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
-        done = self.catalog.done_keys(gen)
-        dead = self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) - done
-        if not cfg.contextual_chunks.enabled:
-            self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead)
-            return self.plan
-        from quant_batch.embed.context import Contextualizer
-        from quant_batch.client.factory import build_client
+        done = KeySet.from_parts(sorted(self.layout.vector_parts(gen).glob("*.parquet")))
+        dead = {k for k in self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) if k not in done}
+        handoff: queue.Queue[ShardTask | BaseException | None] = queue.Queue()
 
-        own = client is None
-        client = client or build_client(cfg.api, cfg.rate_limits, pool_size=1)
+        def plan() -> None:
+            own = cfg.contextual_chunks.enabled and client is None
+            ctx_client = (build_client(cfg.api, cfg.rate_limits, pool_size=1) if own else client)
+            try:
+                if cfg.contextual_chunks.enabled:
+                    from quant_batch.embed.context import Contextualizer
+
+                    self.contextualizer = Contextualizer(cfg.contextual_chunks, ctx_client, self.prices)
+                self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
+                                        contextualize=self.contextualizer,
+                                        on_shard=lambda shard: handoff.put(self._task(shard)),
+                                        on_start=lambda plan: setattr(self, "plan", plan),
+                                        stop=lambda: self.budget.halted is not None)
+                handoff.put(None)
+            except BaseException as exc:  # handed to the consuming thread, which raises it
+                handoff.put(exc)
+            finally:
+                if own and ctx_client is not None:
+                    ctx_client.close()
+
+        planner = threading.Thread(target=plan, name="quant-batch-planner", daemon=True)
+        planner.start()
         try:
-            self.contextualizer = Contextualizer(cfg.contextual_chunks, client, self.prices)
-            self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
-                                    contextualize=self.contextualizer)
+            while (item := handoff.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                self._shards.append(item)
+                yield item
         finally:
-            if own:
-                client.close()
+            planner.join()
+
+    def make_plan(self, *, replay: bool | str = False, client: QuantClient | None = None) -> Plan:
+        """Plan the whole run before sending anything (tests, and callers that want the plan first)."""
+        for _ in self.stream(replay=replay, client=client):
+            pass
+        assert self.plan is not None
         return self.plan
 
     def shard_tasks(self) -> list[ShardTask]:
+        """The shards cut so far (all of them once planning is complete)."""
+        return list(self._shards)
+
+    def _task(self, shard: PlannedShard) -> ShardTask:
+        cfg = self.config
+        return ShardTask(
+            root=str(self.layout.root), plan_path=str(shard.path), run_id=self.summary.run_id,
+            generation=embedding_generation(cfg.model, cfg.dimensions, cfg.normalize), model=cfg.model,
+            dimensions=cfg.dimensions, normalize=cfg.normalize, first_batch=shard.first, end_batch=shard.end,
+            offset=shard.first,
+        )
+
+    @property
+    def pending_chunks(self) -> int:
+        """Chunks planned for sending so far (the plan's counters grow while it streams)."""
+        return self.plan.stats.chunks_pending if self.plan else 0
+
+    def admit_remote(self, shard: ShardTask) -> bool:
+        """Whether to send ``shard`` to another process (Dask), which cannot share :attr:`budget`.
+
+        The whole shard's estimated cost is reserved up front; a refused shard counts as skipped.
+        """
         assert self.plan is not None
-        cfg, plan = self.config, self.plan
-        return [
-            ShardTask(
-                root=str(self.layout.root), plan_path=str(plan.path), run_id=plan.run_id,
-                generation=plan.generation, model=cfg.model, dimensions=cfg.dimensions,
-                normalize=cfg.normalize, first_batch=a, end_batch=b,
-            )
-            for a, b in shard_ranges(plan.stats.batches, cfg.concurrency)
-        ]
+        chars = sum(self.plan.batch_chars[shard.first_batch:shard.end_batch])
+        if self.budget.reserve(self.price_per_token * estimate_tokens(chars)):
+            return True
+        self._refused_batches += shard.end_batch - shard.first_batch
+        return False
 
     def absorb(self, result: ShardResult) -> None:
-        """Count a finished shard and load finished parts into DuckDB in bulk.
+        """Count a finished shard.
 
-        A shard's batches are already done: a renamed part file is the ledger's record, and
-        ``finish`` (or, after a crash, the next run's ``sync``) loads whatever is left. Loading
-        every ``LOAD_EVERY_PARTS`` parts keeps each insert large (one insert per part cost
-        three times the CPU) while the load overlaps the API calls still in flight.
+        Its batches are already done: a committed part file is the ledger's record, and the
+        catalog only notes the part's name at ``finish`` (it holds no copy of the vectors).
         """
-        assert self.catalog is not None and self.plan is not None
         self.results.append(result)
-        self._unloaded.extend(Path(p) for p in result.parts)
-        if len(self._unloaded) >= LOAD_EVERY_PARTS:
-            self.catalog.load_vector_parts(self.plan.generation, self._unloaded)
-            self._unloaded = []
+        if result.halted:  # a shard on another process hit a run-level failure: stop submitting
+            self.budget.halt(result.halted)
 
     def finish(self) -> RunSummary:
         """Publish the new live index, switch the vector space if complete, write the summary."""
@@ -120,10 +159,17 @@ class CorpusRun(RunSession):
         read_errors = write_errors(self.layout.error_parts, f"{plan.run_id}-read", plan.errors)
         if read_errors:
             cat.load_error_parts([read_errors])
-        removed, incomplete = self._publish_state()
+        if plan.stopped or self.budget.halted:
+            # a run stopped by a refused token or an outage keeps the published index as it was;
+            # what it embedded before stopping is durable and found by the next run
+            removed, incomplete = 0, True
+            for p in (plan.live_tmp, plan.docs_tmp):
+                p.unlink(missing_ok=True)
+        else:
+            removed, incomplete = self._publish_state()
         totals = sum_results(self.results, ShardResult)
         failed = totals.failed + len(plan.errors)
-        skipped = totals.batches_skipped
+        skipped = totals.batches_skipped + self._refused_batches
         st = plan.stats
         s.api_calls = totals.api_calls
         s.errors = failed
@@ -151,19 +197,17 @@ class CorpusRun(RunSession):
             "throttled": totals.throttled,
             "generation": plan.generation,
             "generation_active": not incomplete or self._active() == plan.generation,
+            "files_skipped": self.scan.skipped() or "none",
         }
         if ctx is not None:
             s.stats.update(context_calls=ctx.calls, context_input_tokens=ctx.input_tokens,
                            context_output_tokens=ctx.output_tokens)
-        if skipped:
-            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {skipped} batches left for the next run")
-        elif failed:
-            s.finish("errors", f"{failed} records failed; see the errors table")
-        else:
-            s.finish("completed")
+        status, reason, code = self.outcome(failed=failed, skipped=skipped, dead=st.chunks_skipped_dead, unit="batches")
+        s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
         cat.sync()
-        plan.path.unlink(missing_ok=True)
+        for shard in plan.shards:
+            shard.path.unlink(missing_ok=True)
         return s
 
     def _active(self) -> str | None:
@@ -171,58 +215,19 @@ class CorpusRun(RunSession):
         return gen["generation"] if gen else None
 
     def _publish_state(self) -> tuple[int, bool]:
-        """Write live-<gen>.parquet and documents-<gen>.parquet; returns (removed, incomplete)."""
+        """Publish the new live index; switch the vector space when it is complete. Returns (removed, incomplete)."""
         plan, cfg = self.plan, self.config
-        assert plan is not None and self.catalog is not None
-        lay, gen = self.layout, plan.generation
-        old_live, old_docs = lay.live(gen), lay.documents(gen)
-        con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+        assert plan is not None
         try:
-            create_carry_table(con, plan.carry_doc_ids)
-            con.execute(f"CREATE TEMP VIEW new_live AS SELECT * FROM read_parquet('{plan.live_tmp}')")
-            live_sql = "SELECT * FROM new_live"
-            if old_live.exists():
-                live_sql += (
-                    f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_live}') "
-                    "WHERE doc_id IN (SELECT doc_id FROM carry)"
-                )
-            con.execute(f"CREATE TEMP TABLE live AS {live_sql}")
-            removed = 0
-            if old_live.exists():
-                removed = con.execute(
-                    f"SELECT count(*) FROM read_parquet('{old_live}') o "
-                    "WHERE o.chunk_id NOT IN (SELECT chunk_id FROM live)"
-                ).fetchone()[0]
-            done_keys = self.catalog.done_keys(gen)
-            con.execute("CREATE TEMP TABLE done (key VARCHAR)")
-            con.execute("INSERT INTO done SELECT unnest(?::VARCHAR[])", [list(done_keys)])
-            con.execute(
-                "CREATE TEMP TABLE incomplete AS SELECT DISTINCT doc_id FROM new_live "
-                "WHERE key NOT IN (SELECT key FROM done)"
-            )
-            docs_sql = (
-                "SELECT d.* REPLACE (CASE WHEN d.doc_id IN (SELECT doc_id FROM incomplete) "
-                f"THEN 'incomplete' ELSE 'ok' END AS status) FROM read_parquet('{plan.docs_tmp}') d"
-            )
-            if old_docs.exists():
-                docs_sql += (
-                    f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_docs}') "
-                    "WHERE doc_id IN (SELECT doc_id FROM carry)"
-                )
-            incomplete = bool(con.execute("SELECT count(*) FROM incomplete").fetchone()[0]) or bool(plan.errors)
-            with atomic_path(old_live) as tmp:
-                con.execute(f"COPY (SELECT * FROM live ORDER BY doc_id, position) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-            with atomic_path(old_docs) as tmp:
-                con.execute(f"COPY ({docs_sql} ORDER BY doc_id) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+            pub = state.publish(self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.carry_doc_ids)
         finally:
-            con.close()
             for p in (plan.live_tmp, plan.docs_tmp):
                 p.unlink(missing_ok=True)
+        incomplete = bool(pub.incomplete_documents) or bool(plan.errors)
         active = self._active()
-        if active is None or active == gen or not incomplete:
-            meta = {"generation": gen, "model": cfg.model, "dimensions": cfg.dimensions, "normalize": cfg.normalize}
-            write_bytes_atomic(lay.generation, json.dumps(meta).encode())
-        return int(removed), incomplete
+        if active is None or active == plan.generation or not incomplete:
+            state.switch_generation(self.layout, plan.generation, cfg.model, cfg.dimensions, cfg.normalize)
+        return pub.removed, incomplete
 
 
 def run_corpus(
@@ -235,19 +240,16 @@ def run_corpus(
 ) -> RunSummary:
     """Run a whole corpus job in this process with a thread pool (no Prefect)."""
     with CorpusRun(config, lock_wait=lock_wait) as run:
-        plan = run.make_plan(replay=replay, client=client)
-        budget = Budget(config.max_cost)
-        total = plan.stats.chunks_pending
         done = 0
 
         def progress(n: int) -> None:
             nonlocal done
             done += n
-            if on_progress:
-                on_progress(done, total)
+            if on_progress:  # the total grows while the corpus is still being planned
+                on_progress(done, run.pending_chunks)
 
-        run_in_threads(run, run.shard_tasks(),
-                       lambda t: embed_shard(t, client, budget=budget, price_per_token=run.price_per_token,
+        run_in_threads(run, run.stream(replay=replay, client=client),
+                       lambda t: embed_shard(t, client, budget=run.budget, price_per_token=run.price_per_token,
                                              on_batch=progress),
                        config.concurrency)
         return run.finish()

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from quant_batch.client import EmbeddingResult, QuantClient
 from quant_batch.pricing import Budget
 from quant_batch.tokens import estimate_tokens
-from quant_batch.errors import AuthError, RequestRejected, TransientError
+from quant_batch.errors import RUN_STOPPERS, RequestRejected, TransientError, stop_reason
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, vector_array, write_errors
@@ -45,6 +45,8 @@ class ShardTask:
     normalize: bool
     first_batch: int
     end_batch: int
+    offset: int = 0
+    """The run-wide number of the plan file's first row group (batch ``b`` is row group ``b - offset``)."""
 
 
 @dataclass
@@ -60,6 +62,9 @@ class ShardResult:
     batches_done: int = 0
     batches_skipped: int = 0
     stopped: str | None = None
+    """Why this shard stopped sending early: the spend cap, or a run-level failure."""
+    halted: str | None = None
+    """A run-level failure (refused token, unreachable service): the whole run must stop."""
 
 
 _crash_counter = 0
@@ -104,7 +109,7 @@ class _ShardRunner:
     def __init__(self, task: ShardTask, client: QuantClient, budget: Budget | None, price_per_token: float):
         self.task = task
         self.client = client
-        self.budget = budget
+        self.budget = budget if budget is not None else Budget(None)
         self.price = price_per_token
         self.layout = Layout(Path(task.root))
         self.result = ShardResult()
@@ -127,11 +132,16 @@ class _ShardRunner:
     def embed_isolating(self, rows: list[dict]) -> list[tuple[dict, np.ndarray, int]]:
         """Embed ``rows``; on a 4xx split and retry halves until only bad texts remain."""
         t = self.task
+        if self.budget.halted:  # another worker hit a run-level failure: these rows stay pending
+            return []
         self.result.api_calls += 1
         try:
             res = self.client.embed([r["text"] for r in rows], model=t.model, dimensions=t.dimensions, normalize=t.normalize)
-        except AuthError:
-            raise
+        except RUN_STOPPERS as exc:
+            # not the rows' fault: no error records, they are sent again by the next run
+            self.result.halted = stop_reason(exc)
+            self.budget.halt(self.result.halted)
+            return []
         except RequestRejected as exc:
             if len(rows) == 1:
                 self.error(rows[0], "embed", exc)
@@ -157,25 +167,23 @@ class _ShardRunner:
     def run_batch(self, rows: list[dict], batch_no: int) -> None:
         t = self.task
         estimate = self.price * estimate_tokens(sum(len(r["text"]) for r in rows))
-        if self.budget is not None and not self.budget.reserve(estimate):
+        if not self.budget.reserve(estimate):
             self.result.batches_skipped += 1
-            self.result.stopped = "spend cap reached"
+            self.result.stopped = self.budget.halted or "spend cap reached"
             return
         tokens_before = self.result.input_tokens
         good = self.embed_isolating(rows)
-        if self.budget is not None:
-            self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
+        self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
+        if self.result.halted:
+            self.result.stopped = self.result.halted
         self.result.batches_done += 1
         if not good:
             return
+        # a part holds what a key's vector is, not where it is used: the live index (state files)
+        # maps chunks to keys, so the text is stored once, there
         table = pa.table(
             {
                 "key": [r["key"] for r, _, _ in good],
-                "chunk_id": [r["chunk_id"] for r, _, _ in good],
-                "doc_id": [r["doc_id"] for r, _, _ in good],
-                "source_path": [r["source_path"] for r, _, _ in good],
-                "position": pa.array([r["position"] for r, _, _ in good], pa.int32()),
-                "text": [r["text"] for r, _, _ in good],
                 "tokens": pa.array([tok for _, _, tok in good], pa.int32()),
                 "model": [t.model] * len(good),
                 "dimensions": pa.array([t.dimensions] * len(good), pa.int32()),
@@ -188,7 +196,7 @@ class _ShardRunner:
         write_parquet_atomic(
             table, path,
             {"model": t.model, "dimensions": str(t.dimensions), "normalize": str(t.normalize).lower(), "run_id": t.run_id},
-            dictionary=("doc_id", "source_path", "model", "run_id"),
+            dictionary=("model", "run_id"),
         )
         self.result.parts.append(str(path))
         self.result.embedded += len(good)
@@ -216,7 +224,7 @@ def embed_shard(
         if runner.result.stopped:
             runner.result.batches_skipped += 1
             continue
-        rows = plan.read_row_group(b).to_pylist()
+        rows = plan.read_row_group(b - task.offset).to_pylist()
         runner.run_batch(rows, b)
         if on_batch:
             on_batch(len(rows))

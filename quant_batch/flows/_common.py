@@ -10,6 +10,8 @@ from prefect.futures import as_completed
 
 from quant_batch.runs.summary import RunSummary
 
+_END = object()
+
 # the CLI sets this to drive its progress bar; a flow parameter cannot carry a callable
 progress_listener: Callable[[int, int], None] | None = None
 
@@ -25,16 +27,21 @@ def submit_windowed(
 ) -> list[Any]:
     """Keep at most ``window`` task runs in flight; ``absorb`` each result as it completes.
 
-    ``may_submit`` is asked before each submission (the spend cap); items it refuses are
-    returned. Every future is waited on: a flow that returns early would be
-    marked Completed while Prefect silently cancels its queued tasks.
+    ``items`` is consumed lazily, so a producer (a streaming plan) can still be cutting later
+    items while the first ones run. ``may_submit`` is asked before each submission (the spend
+    cap, a halted run); items it refuses are returned. Every future is waited on: a flow that
+    returns early would be marked Completed while Prefect silently cancels its queued tasks.
     """
-    pending = list(items)
+    pending = iter(items)
+    exhausted = False
     inflight: list[Any] = []
     refused: list[Any] = []
-    while pending or inflight:
-        while pending and len(inflight) < window:
-            item = pending.pop(0)
+    while not exhausted or inflight:
+        while not exhausted and len(inflight) < window:
+            item = next(pending, _END)
+            if item is _END:
+                exhausted = True
+                break
             if not may_submit(item):
                 refused.append(item)
                 continue
@@ -48,13 +55,20 @@ def submit_windowed(
 
 
 class Progress:
-    """A Prefect progress artifact plus the CLI's listener, updated every few percent."""
+    """A Prefect progress artifact plus the CLI's listener, updated every few percent.
 
-    def __init__(self, key: str, total: int, description: str):
-        self.total = max(total, 0)
+    ``total`` may be a callable: a streaming plan still counts its work while it is being done.
+    """
+
+    def __init__(self, key: str, total: int | Callable[[], int], description: str):
+        self._total = total
         self.done = 0
         self._last = -1.0
         self.artifact_id = create_progress_artifact(progress=0.0, key=key, description=description)
+
+    @property
+    def total(self) -> int:
+        return max(self._total() if callable(self._total) else self._total, 0)
 
     def advance(self, n: int) -> None:
         self.done += n

@@ -6,7 +6,8 @@ goes into ``_parts`` in the same transaction as its rows, so loading the same pa
 no-op, and a crash mid-load rolls back. ``sync()`` loads whatever is on disk and not yet loaded,
 which is also how a run finishes the work of a run that crashed after writing a part.
 
-Tables: ``vectors_<generation>`` (key → FLOAT[dim]), ``live_chunks`` and ``documents`` (the
+Tables: ``vectors_<generation>`` (a view: key → FLOAT[dim] over the Parquet parts, which hold the
+one stored copy of the vectors), ``live_chunks`` and ``documents`` (the
 current corpus), view ``chunks`` (live chunks with their vectors: what search reads),
 ``image_renders`` and view ``images`` (the newest render of each manifest row), ``enrich_*`` (chat
 enrichment answers, one table per enrichment, with a ``<table>_current`` view), ``errors``, ``runs``.
@@ -44,20 +45,19 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at DOUBLE, wall_s DOUBLE, api_calls BIGINT, errors BIGINT, cost_usd DOUBLE, stats JSON);
 """
 
-VECTOR_COLUMNS = (
-    "key", "chunk_id", "doc_id", "source_path", "position", "text", "tokens",
-    "model", "dimensions", "normalize", "run_id", "vector",
-)
-
-
 def _ident(name: str) -> str:
     if not _SAFE_IDENT.match(name):
         raise ValueError(f"unsafe identifier {name!r}")
     return name
 
 
-def _sql_list(paths: Iterable[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+def _files(paths: Iterable[Path]) -> list[str]:
+    return [str(p) for p in paths]
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal, for the DDL that cannot bind parameters (a view over files)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
@@ -90,7 +90,7 @@ class Catalog:
         wait = (0.0 if read_only else 30.0) if wait_seconds is None else wait_seconds
         self.con = _connect(layout.catalog, read_only, wait)
         # DuckDB's default buffer pool is 80% of RAM: bound it so a run's memory stays flat
-        self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        self.con.execute("SET memory_limit = ?", [MEMORY_LIMIT])
         if not read_only:
             self.con.execute(_DDL)
 
@@ -130,12 +130,17 @@ class Catalog:
         return path.relative_to(self.layout.root).as_posix()
 
     def _load(self, kind: str, paths: list[Path], insert_sql: str) -> int:
+        """Run ``insert_sql`` over the new ``paths``; its ``$files`` and ``$root`` are bound
+        parameters (the file list, and the output folder's prefix to strip from file names)."""
         paths = self._new_parts(paths)
         if not paths:
             return 0
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(insert_sql.format(files=_sql_list(paths)))
+            params = {"files": _files(paths)}
+            if "$root" in insert_sql:
+                params["root"] = f"{self.layout.root}/"
+            self.con.execute(insert_sql, params)
             for p in paths:
                 rows = pq.read_metadata(p).num_rows
                 self.con.execute(
@@ -148,46 +153,58 @@ class Catalog:
         return len(paths)
 
     def ensure_generation(self, generation: str, model: str, dimensions: int, normalize: bool) -> str:
-        table = f"vectors_{_ident(generation)}"
-        self.con.execute(
-            f"""CREATE TABLE IF NOT EXISTS {table} (
-                key VARCHAR, chunk_id VARCHAR, doc_id VARCHAR, source_path VARCHAR,
-                position INTEGER, text VARCHAR, tokens INTEGER, model VARCHAR, dimensions INTEGER,
-                normalize BOOLEAN, run_id VARCHAR, vector FLOAT[{int(dimensions)}], part VARCHAR)"""
-        )
         self.con.execute(
             "INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?)", [generation, model, dimensions, normalize]
         )
-        return table
+        return f"vectors_{_ident(generation)}"
 
     def load_vector_parts(self, generation: str, paths: list[Path]) -> int:
-        if not paths:
+        """Record new vector parts and point ``vectors_<generation>`` at every part of the space.
+
+        The catalog holds no copy of the vectors: the Parquet parts are the stored copy, and
+        ``vectors_<generation>`` is a view over them with one row per key (a part committed
+        twice by a task that ran twice must not double a row).
+        """
+        new = self._new_parts(paths)
+        if not new:
             return 0
-        meta = pq.read_schema(paths[0]).metadata or {}
-        model = meta.get(b"model", b"").decode()
+        meta = pq.read_schema(new[0]).metadata or {}
         dims = int(meta.get(b"dimensions", b"0"))
-        normalize = meta.get(b"normalize", b"true").decode() == "true"
-        table = self.ensure_generation(generation, model, dims, normalize)
-        cols = ", ".join(VECTOR_COLUMNS)
-        root = str(self.layout.root).replace("'", "''")
-        # an anti-join instead of a primary key: an ART index over every key cost more CPU per
-        # load than the insert itself, and memory that grows with the index. Parts loaded
-        # together never share a key (a run plans each key once, and sync loads a crashed
-        # run's parts before the next run plans), so no window dedupe is needed: it would
-        # hold every vector of the load in memory at once
-        sql = (
-            f"INSERT INTO {table} ({cols}, part) SELECT {cols}, replace(filename, '{root}/', '') "
-            f"FROM read_parquet({{files}}, filename=true) p "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.key = p.key)"
+        table = self.ensure_generation(generation, meta.get(b"model", b"").decode(), dims,
+                                       meta.get(b"normalize", b"true").decode() == "true")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for p in new:
+                self.con.execute("INSERT INTO _parts (name, kind, rows) VALUES (?, ?, ?)",
+                                 [self._part_name(p), "vectors", pq.read_metadata(p).num_rows])
+            self._point_vectors_view(table, generation, dims)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return len(new)
+
+    def _point_vectors_view(self, table: str, generation: str, dims: int) -> None:
+        names = [r[0] for r in self.con.execute(
+            "SELECT name FROM _parts WHERE kind = 'vectors' AND name LIKE ? ORDER BY name",
+            [f"parts/vectors/{generation}/%"]).fetchall()]
+        kind = self.con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
+                                [table]).fetchall()
+        if kind and kind[0][0] == "BASE TABLE":  # catalogs before views held a copy; parts are the truth
+            self.con.execute(f"DROP TABLE {table}")
+        files = ", ".join(_sql_string(str(self.layout.root / n)) for n in names)
+        # a view's SQL cannot take bound parameters: the paths are quoted literals (see _sql_string)
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT key, tokens, model, dimensions, normalize, run_id, "
+            f"vector::FLOAT[{int(dims)}] AS vector FROM read_parquet([{files}], union_by_name=true) "
+            "QUALIFY row_number() OVER (PARTITION BY key ORDER BY run_id) = 1"
         )
-        return self._load("vectors", paths, sql)
 
     def load_error_parts(self, paths: list[Path]) -> int:
-        root = str(self.layout.root).replace("'", "''")
         sql = (
             "INSERT OR IGNORE INTO errors SELECT error_id, run_id, stage, source_path, line, doc_id, "
             "chunk_id, key, status, kind, message, retryable, created_at, "
-            f"replace(filename, '{root}/', '') FROM read_parquet({{files}}, filename=true)"
+            "replace(filename, $root, '') FROM read_parquet($files, filename=true)"
         )
         return self._load("errors", paths, sql)
 
@@ -197,8 +214,8 @@ class Catalog:
             return 0
         if not self._has_table("image_renders"):
             self.con.execute(
-                f"CREATE TABLE image_renders AS SELECT * FROM read_parquet({_sql_list(paths[:1])}, "
-                "union_by_name=true) LIMIT 0"
+                "CREATE TABLE image_renders AS SELECT * FROM read_parquet(?, union_by_name=true) LIMIT 0",
+                [_files(paths[:1])],
             )
             self.con.execute(
                 # the newest render of each row wins as a whole: a re-render with fewer
@@ -209,7 +226,7 @@ class Catalog:
         return self._load(
             "images",
             paths,
-            "INSERT INTO image_renders BY NAME SELECT * FROM read_parquet({files}, union_by_name=true)",
+            "INSERT INTO image_renders BY NAME SELECT * FROM read_parquet($files, union_by_name=true)",
         )
 
     def load_enrich_parts(self, table: str, paths: list[Path]) -> int:
@@ -229,10 +246,9 @@ class Catalog:
         self._ensure_enrich_table(table, types)
         cols = ", ".join(f'"{c}"' for c in types)
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in [*types, "part"] if c not in ("key", "template_hash"))
-        root = str(self.layout.root).replace("'", "''")
         sql = (
-            f"INSERT INTO {table} BY NAME SELECT * FROM (SELECT {cols}, replace(filename, '{root}/', '') AS part "
-            "FROM read_parquet({files}, union_by_name=true, filename=true)) "
+            f"INSERT INTO {table} BY NAME SELECT * FROM (SELECT {cols}, replace(filename, $root, '') AS part "
+            "FROM read_parquet($files, union_by_name=true, filename=true)) "
             "QUALIFY row_number() OVER (PARTITION BY key, template_hash ORDER BY created_at DESC) = 1 "
             f"ON CONFLICT (key, template_hash) DO UPDATE SET {updates} WHERE excluded.created_at >= {table}.created_at"
         )
@@ -313,11 +329,19 @@ class Catalog:
             return
         table = f"vectors_{_ident(gen['generation'])}"
         dims = int(gen["dimensions"])
+        cols = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'live_chunks'").fetchall()}
+        meta = "l.metadata" if "metadata" in cols else "NULL::VARCHAR AS metadata"
         self.ensure_generation(gen["generation"], gen["model"], dims, bool(gen["normalize"]))
+        if not self._has_table(table):  # no part of this space yet
+            self.con.execute(
+                f"CREATE VIEW {table} AS SELECT NULL::VARCHAR AS key, NULL::INTEGER AS tokens, NULL::VARCHAR AS model, "
+                f"NULL::INTEGER AS dimensions, NULL::BOOLEAN AS normalize, NULL::VARCHAR AS run_id, "
+                f"NULL::FLOAT[{dims}] AS vector WHERE false")
         self.con.execute(
             f"""CREATE OR REPLACE VIEW chunks AS
                 SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, l.end_char,
-                       l.text, l.key, v.tokens, v.model, v.dimensions, v.normalize, v.vector
+                       l.text, l.key, {meta}, v.tokens, v.model, v.dimensions, v.normalize, v.vector
                 FROM live_chunks l JOIN {table} v USING (key)"""
         )
 
@@ -331,12 +355,6 @@ class Catalog:
 
     def active_generation(self) -> dict | None:
         return self.layout.active_generation()
-
-    def done_keys(self, generation: str) -> set[str]:
-        table = f"vectors_{_ident(generation)}"
-        if not self._has_table(table):
-            return set()
-        return {r[0] for r in self.con.execute(f"SELECT key FROM {table}").fetchall()}
 
     def dead_letter_keys(
         self, stages: tuple[str, ...], *, replay: bool | str = False, source_path: str | None = None

@@ -10,9 +10,13 @@ from tests.pipeline.conftest import api_calls, corpus_config, query
 
 
 def _chunks(out: Path) -> dict[str, tuple]:
-    """chunk_id → (doc_id, live text, context, key, embedded text, vector)."""
+    """chunk_id → (doc_id, live text, context, key, embedded text, vector).
+
+    Parts store a key's vector, not its text: the embedded text is the live chunk's context and text.
+    """
     (table,), = query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")
-    rows = query(out, "SELECT l.chunk_id, l.doc_id, l.text, l.context, l.key, v.text, v.vector FROM live_chunks l "
+    rows = query(out, "SELECT l.chunk_id, l.doc_id, l.text, l.context, l.key, "
+                      "coalesce(l.context || chr(10) || chr(10), '') || l.text, v.vector FROM live_chunks l "
                       f"JOIN {table} v USING (key)")
     return {r[0]: r[1:] for r in rows}
 
