@@ -2,7 +2,7 @@
 
 Each scenario runs in a fresh Python process (``--child``), so CPU time, peak RSS and imports
 (Prefect) stay per scenario. Scenarios: embed, micro, sdk, requests, prefect, memory, rerun,
-images, search.
+images, search, peer.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SCENARIOS = {
     "rerun": "benchmarks.rerun:run",
     "images": "benchmarks.render_images:run",
     "search": "benchmarks.search:run",
+    "peer": "benchmarks.peer:run",
 }
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,6 +15,16 @@ TEST_TOKEN = "test-token-SECRET-123"
 TEST_ORG = "test-org"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """No test inherits another's process-wide rate-limit buckets (or their adapted rates)."""
+    from quant_batch.client.factory import reset_shared_limiters
+
+    reset_shared_limiters()
+    yield
+    reset_shared_limiters()
+
+
 @pytest.fixture(scope="session")
 def emulator_server():
     """The emulator in a thread on a free loopback port, for the whole session."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import random
+import socket
+import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,7 @@ from quant_batch.errors import (
     RateLimited,
     RequestRejected,
     ServerError,
+    ServiceUnreachable,
     Timeout,
     TransientError,
 )
@@ -522,6 +525,163 @@ def test_sse_parser_is_lenient():
     assert events[-1] == StreamEvent("done", finish_reason="stop", usage=events[-1].usage)
     assert events[-1].usage.total_tokens == 3
     assert list(stream_events([b"data: [DONE]", b""])) == [StreamEvent("done")]
+
+
+# --- a base URL that never answers -----------------------------------------------------------
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: bound, then closed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unreachable_client(base_url: str, waits: list[float], **kw) -> QuantClient:
+    settings = ApiSettings.from_env(api_key=TOKEN, organization=ORG, base_url=base_url)
+    policy = RetryPolicy(max_attempts=8, backoff_initial=0.5, jitter=0.0)
+    return QuantClient(settings, retry=policy, sleep=waits.append, timeouts=Timeouts(connect=3), **kw)
+
+
+@pytest.mark.parametrize("base_url, origin, reason", [
+    ("http://127.0.0.1:{port}", "http://127.0.0.1:{port}", "connection refused"),
+    ("http://nonexistent.invalid", "http://nonexistent.invalid:80", "unknown host"),
+])
+def test_a_url_that_never_answered_is_unreachable_after_two_quick_attempts(waits, base_url, origin, reason):
+    port = closed_port()
+    with unreachable_client(base_url.format(port=port), waits) as c, pytest.raises(ServiceUnreachable) as info:
+        c.embed(["x"])
+    err = info.value
+    assert waits == [0.5]  # two attempts and one short wait, not 8 attempts and their backoff
+    assert not isinstance(err, (TransientError, RequestRejected))
+    text = str(err)
+    assert origin.format(port=port) in text and reason in text and "QUANT_BASE_URL" in text
+    assert ORG not in text and TOKEN not in text and "/api" not in text
+    assert err.__cause__ is None and err.__suppress_context__  # one line, no chained URL path
+
+
+def test_a_later_call_to_an_unreachable_url_fails_at_once(waits):
+    with unreachable_client(f"http://127.0.0.1:{closed_port()}", waits) as c:
+        with pytest.raises(ServiceUnreachable):
+            c.embed(["x"])
+        with pytest.raises(ServiceUnreachable):
+            c.chat(chat_request())
+    assert waits == [0.5]  # the second call did not wait at all
+
+
+def test_one_attempt_policy_still_says_unreachable(waits):
+    settings = ApiSettings.from_env(api_key=TOKEN, organization=ORG, base_url=f"http://127.0.0.1:{closed_port()}")
+    with QuantClient(settings, retry=RetryPolicy(max_attempts=1), sleep=waits.append) as c:
+        with pytest.raises(ServiceUnreachable):
+            c.embed(["x"])
+    assert waits == []
+
+
+class _OneShotServer:
+    """A loopback HTTP server that answers every POST with a 400, until it is shut down."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b'{"message": "no"}'
+                self.send_response(400)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()  # the port now refuses connections
+        self.thread.join(5)
+
+
+def test_connect_failures_after_a_first_answer_stay_transient(waits):
+    server = _OneShotServer()
+    try:
+        with unreachable_client(server.base_url, waits) as c:
+            with pytest.raises(RequestRejected):
+                c.embed(["x"])  # an answer: the URL is right
+            server.stop()
+            with pytest.raises(ConnectionDropped) as info:
+                c.embed(["x"])  # a blip mid-run: retried on the full budget
+    finally:
+        server.stop()
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]  # all 8 attempts
+    assert ORG not in str(info.value) and "/organizations/***" in str(info.value)
+
+
+def _raw_server(reply: bytes, *, then_wait: float = 0.0) -> tuple[socket.socket, str]:
+    """A one-connection server that sends ``reply`` whatever it is asked, then waits and closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve():
+        for _ in range(4):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+                time.sleep(then_wait)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("reply, then_wait, kind", [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"embeddings\": [[0.1", 0.0,
+     ConnectionDropped),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"embeddings\": [[0.1", 1.5,
+     Timeout),
+])
+def test_a_body_cut_or_stalled_mid_answer_is_transient(waits, reply, then_wait, kind):
+    listener, url = _raw_server(reply, then_wait=then_wait)
+    settings = ApiSettings.from_env(api_key=TOKEN, organization=ORG, base_url=url)
+    policy = RetryPolicy(max_attempts=2, backoff_initial=0.01, jitter=0.0)
+    try:
+        with QuantClient(settings, retry=policy, sleep=waits.append, timeouts=Timeouts(embeddings=0.5)) as c:
+            with pytest.raises(kind):
+                c.embed(["x"])
+    finally:
+        listener.close()
+    assert waits == [0.01]  # transient: retried, and never taken for an unreachable URL
+
+
+def test_connect_failure_reasons():
+    import ssl
+    from http.client import RemoteDisconnected
+
+    import urllib3.exceptions as u3
+
+    from quant_batch.client._errors import connect_failure
+
+    def wrapped(reason):
+        return requests.ConnectionError(u3.MaxRetryError(None, "/api/v3/organizations/o/ai/x", reason))
+
+    assert connect_failure(wrapped(u3.NameResolutionError("h", None, OSError("x")))) == "unknown host"
+    refused = u3.NewConnectionError(None, "refused")
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    assert connect_failure(wrapped(refused)) == "connection refused"
+    assert connect_failure(requests.ConnectTimeout(u3.MaxRetryError(None, "/", u3.ConnectTimeoutError()))) \
+        == "no connection within the connect timeout"
+    assert connect_failure(requests.exceptions.SSLError(u3.MaxRetryError(None, "/", u3.SSLError(ssl.SSLError())))) \
+        == "TLS handshake failed"
+    assert connect_failure(wrapped(u3.ProtocolError("Connection aborted.", RemoteDisconnected("closed")))) is None
+    assert connect_failure(requests.ReadTimeout(u3.ReadTimeoutError(None, "/", "read timed out"))) is None
 
 
 def _png(fmt: str = "PNG") -> bytes:

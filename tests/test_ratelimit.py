@@ -173,3 +173,47 @@ def test_concurrent_throttles_count_once():
     for t in threads:
         t.join(5)
     assert rl.effective_rpm == pytest.approx(300)
+
+
+# --- the process-wide registry build_client draws from ----------------------------------------
+
+def _build(images: bool = False, **limits):
+    from quant_batch.client.config import ApiConfig, RateLimits
+    from quant_batch.client.factory import build_client
+
+    return build_client(ApiConfig(), RateLimits(**limits), pool_size=1, images=images)
+
+
+def test_image_and_request_quotas_get_their_own_buckets(api_env):
+    limits = dict(requests_per_minute=60, images_per_minute=60)
+    with _build(**limits) as embed_a, _build(**limits) as embed_b, _build(images=True, **limits) as image:
+        assert embed_a.rate_limiter is embed_b.rate_limiter  # one account, one request quota
+        assert image.rate_limiter is not embed_a.rate_limiter
+        image.rate_limiter.on_throttle()
+        assert embed_a.rate_limiter.effective_rpm == 60  # a throttled image quota slows no embedding
+
+
+def test_accounts_get_their_own_buckets(api_env, monkeypatch):
+    with _build(requests_per_minute=60) as first:
+        monkeypatch.setenv("QUANT_ORGANIZATION", "another-org")
+        with _build(requests_per_minute=60) as other_org:
+            assert other_org.rate_limiter is not first.rate_limiter
+        monkeypatch.setenv("QUANT_BASE_URL", "http://127.0.0.1:9")
+        with _build(requests_per_minute=60) as other_url:
+            assert other_url.rate_limiter not in (first.rate_limiter, other_org.rate_limiter)
+
+
+def test_new_numbers_for_a_quota_replace_its_bucket(api_env):
+    with _build(requests_per_minute=60) as old, _build(requests_per_minute=600) as new:
+        assert new.rate_limiter is not old.rate_limiter and new.rate_limiter.requests_per_minute == 600
+
+
+def test_reset_forgets_adapted_buckets(api_env):
+    from quant_batch.client.factory import reset_shared_limiters
+
+    with _build(requests_per_minute=600) as before:
+        before.rate_limiter.on_throttle()
+        assert before.rate_limiter.effective_rpm == 300
+    reset_shared_limiters()
+    with _build(requests_per_minute=600) as after:
+        assert after.rate_limiter is not before.rate_limiter and after.rate_limiter.effective_rpm == 600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +16,18 @@ from requests.adapters import HTTPAdapter
 
 from quant_batch.client.ratelimit import NullRateLimiter, RateLimiter
 from quant_batch.client.settings import ApiSettings
-from quant_batch.errors import RateLimited, ServerError
+from quant_batch.errors import ApiError, RateLimited, ServerError, ServiceUnreachable
 from quant_batch.tokens import estimate_text_tokens
 
-from ._errors import TRANSPORT_ERRORS, error_from_exception, error_from_response, request_id_of
+from ._errors import (
+    TRANSPORT_ERRORS,
+    connect_failure,
+    error_from_exception,
+    error_from_response,
+    request_id_of,
+    scrub,
+    unreachable_error,
+)
 from ._parse import chat_fields, embedding_fields, image_fields
 from ._retry import RetryPolicy, build_retrying
 from ._sse import StreamError, stream_events
@@ -29,6 +38,8 @@ log = logging.getLogger("quant_batch.client")
 _PATHS = {"embeddings": "embeddings", "image-generation": "image-generation",
           "chat": "chat", "chat-stream": "chat/stream"}
 _USER_AGENT = f"quant-batch/0.1 python-requests/{requests.__version__}"
+UNREACHABLE_AFTER = 2
+"""Failed connects, before any answer, after which the base URL counts as unreachable."""
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -104,6 +115,9 @@ class QuantClient:
         self._retrying = build_retrying(retry, sleep=sleep)
         self._root = f"{self.settings.base_url}/api/v3/organizations/{self.settings.organization}/ai/"
         self._session = self._new_session()
+        self._answered = False  # any HTTP answer at all, whatever its status
+        self._connect_failures = 0
+        self._lock = threading.Lock()
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -213,26 +227,33 @@ class QuantClient:
 
     def _attempt(self, endpoint: str, body: Mapping[str, Any], call: _Call, cost: int,
                  *, stream: bool = False) -> requests.Response:
-        """One HTTP exchange: pace, send, translate failures into our errors."""
+        """One HTTP exchange: pace, send, read, translate failures into our errors."""
         call.attempts += 1
         self.rate_limiter.acquire(cost)
         read = self._read_timeout(endpoint)
         log.debug("%s: attempt %d (read timeout %.1fs)", endpoint, call.attempts, read)
         try:
+            # always streamed: requests would read a buffered body in 10 kB pieces (200 reads
+            # for a 2 MB batch of vectors); _read_body takes it in one piece instead
             resp = self._session.post(
                 self._root + _PATHS[endpoint],
                 data=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
                 headers={"Accept": "text/event-stream" if stream else "application/json"},
                 timeout=(self.timeouts.connect, read),
-                stream=stream,
+                stream=True,
             )
         except TRANSPORT_ERRORS as exc:
-            err = error_from_exception(endpoint, exc, secret=self._secret)
-            log.debug("%s: attempt %d: %s", endpoint, call.attempts, type(err).__name__)
+            err = self._send_error(endpoint, call, exc)
+            if isinstance(err, ServiceUnreachable):
+                raise err from None  # one line: the chain would only repeat it with the path in
             raise err from exc
+        self._answered = True
         call.request_id = request_id_of(resp) or call.request_id
         log.debug("%s: attempt %d: %d", endpoint, call.attempts, resp.status_code)
-        if 200 <= resp.status_code < 300:
+        ok = 200 <= resp.status_code < 300
+        if not (ok and stream):
+            self._read_body(endpoint, resp)
+        if ok:
             self.rate_limiter.on_success()
             return resp
         err = error_from_response(endpoint, resp, secret=self._secret)
@@ -241,6 +262,33 @@ class QuantClient:
             call.throttled += 1
             self.rate_limiter.on_throttle()
         raise err
+
+    def _read_body(self, endpoint: str, resp: requests.Response) -> None:
+        """Read the whole body in one call, under the same read timeout and error mapping."""
+        try:
+            resp._content = resp.raw.read(decode_content=True)
+        except TRANSPORT_ERRORS as exc:
+            resp.close()
+            err = error_from_exception(endpoint, exc, secret=self._secret)
+            raise err from exc
+        finally:
+            resp._content_consumed = True  # type: ignore[attr-defined]  # as requests marks a body it read itself
+        resp.close()  # the body is in memory: hand the connection back to the pool
+
+    def _send_error(self, endpoint: str, call: _Call, exc: BaseException) -> ApiError:
+        """Our error for a request that got no answer; ``ServiceUnreachable`` for a dead URL."""
+        reason = None if self._answered else connect_failure(exc)
+        if reason is not None:
+            with self._lock:
+                self._connect_failures += 1
+                failures = self._connect_failures
+            if failures >= min(UNREACHABLE_AFTER, self.retry.max_attempts) and not self._answered:
+                scrub(exc)  # raised from None, but still the context: no request objects in it
+                log.debug("%s: attempt %d: base URL unreachable (%s)", endpoint, call.attempts, reason)
+                return unreachable_error(endpoint, self.settings.base_url, reason)
+        err = error_from_exception(endpoint, exc, secret=self._secret)
+        log.debug("%s: attempt %d: %s", endpoint, call.attempts, type(err).__name__)
+        return err
 
     def _read_timeout(self, endpoint: str) -> float:
         t = self.timeouts

@@ -9,7 +9,9 @@ the ``requests`` exceptions we chain from, and the token is masked if a server e
 from __future__ import annotations
 
 import re
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -24,6 +26,7 @@ from quant_batch.errors import (
     RateLimited,
     RequestRejected,
     ServerError,
+    ServiceUnreachable,
     Timeout,
 )
 
@@ -33,6 +36,7 @@ MAX_SERVER_TEXT = 500
 _INDEX = re.compile(r"\b(?:inputs?|texts?)\s*\[\s*(\d+)\s*\]|\bindex\s*[:#=]?\s*(\d+)", re.I)
 _BLOCKED = "blocked by our content filters"
 _REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-request-id", "x-amz-request-id", "request-id")
+_ORG_PATH = re.compile(r"/organizations/[^/\s'\"]+")
 _TRANSIENT_STATUS = {408: Timeout, 424: ServerError, 500: ServerError, 502: ServerError,
                      503: ServerError, 504: ServerError}
 
@@ -110,7 +114,8 @@ def error_from_exception(endpoint: str, exc: BaseException, *, secret: str = "")
     """Our transient error for a failed send/receive; scrubs ``exc`` before it is chained."""
     scrub(exc)
     try:
-        detail = _mask(_clip(f"{type(exc).__name__}: {exc}", 300), secret)
+        # requests names the full URL path, organisation included: keep only its shape
+        detail = _ORG_PATH.sub("/organizations/***", _mask(_clip(f"{type(exc).__name__}: {exc}", 300), secret))
     except Exception:
         detail = type(exc).__name__
     if isinstance(exc, requests.Timeout) or _is_read_timeout(exc):
@@ -127,6 +132,58 @@ TRANSPORT_ERRORS = (
     urllib3.exceptions.TimeoutError,
     ConnectionError,  # builtin: resets surfacing raw from socket reads
 )
+
+
+def connect_failure(exc: BaseException) -> str | None:
+    """Why no connection was made (refused, unknown host, connect timeout, TLS), or None.
+
+    None means a connection existed and failed later (reset, cut mid-answer, read timeout):
+    only a failure to connect says anything about the base URL itself.
+    """
+    chain = _chain(exc)
+    # most specific first: urllib3 makes NewConnectionError a ConnectTimeoutError subclass
+    if any(isinstance(e, urllib3.exceptions.NameResolutionError) for e in chain):
+        return "unknown host"
+    if any(isinstance(e, (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)) for e in chain):
+        return "TLS handshake failed"
+    if any(isinstance(e, urllib3.exceptions.NewConnectionError) for e in chain):
+        refused = any(isinstance(e, ConnectionRefusedError) for e in chain)
+        return "connection refused" if refused else "could not connect"
+    if any(isinstance(e, (urllib3.exceptions.ConnectTimeoutError, requests.exceptions.ConnectTimeout)) for e in chain):
+        return "no connection within the connect timeout"
+    return None
+
+
+def unreachable_error(endpoint: str, base_url: str, reason: str) -> ServiceUnreachable:
+    """The one message for a base URL that never answered: scheme://host:port, no path, no token."""
+    return ServiceUnreachable(f"{endpoint}: cannot reach {origin(base_url)}: {reason}; "
+                              "check QUANT_BASE_URL and the network", endpoint=endpoint)
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, dropping user info, path (organisation) and query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, 0)
+    except ValueError:  # a malformed port must not make the error itself fail
+        return "the configured base URL"
+    return f"{parts.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps: causes, contexts, ``reason`` and exception ``args``."""
+    todo: list[object] = [exc]
+    seen: set[int] = set()
+    out: list[BaseException] = []
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        out.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())]
+    return out
 
 
 def _is_read_timeout(exc: BaseException) -> bool:

@@ -26,7 +26,7 @@ from ._types import Usage
 
 def _json(resp: requests.Response, endpoint: str) -> Any:
     try:
-        return orjson.loads(resp.content)  # already read: stream=False sends read the whole body
+        return orjson.loads(resp.content)  # already read: the client reads every body in one piece
     except orjson.JSONDecodeError:
         pass
     try:
