@@ -36,6 +36,9 @@ from quant_batch.errors import ConfigError, ObjectNotFound, StorageError
 from quant_batch.store import commit
 
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+_CREDENTIALS_HINT = "; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE or the storage: block"
+_BOTO_AUTH_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoCredentialsError")
+_PYARROW_AUTH_CODES = ("ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "MISSING_AUTHENTICATION")
 
 
 class StorageConfig(_Strict):
@@ -150,7 +153,8 @@ class Storage:
             raise ObjectNotFound(f"not found: {where}", uri=where, operation=operation) from exc
         # "from None": the original exceptions keep request details we do not want in a traceback
         except (OSError, pa.ArrowException) as exc:
-            message = _redact(f"cannot {operation} {where}: {exc}", self._config)
+            hint = _CREDENTIALS_HINT if any(c in str(exc) for c in _PYARROW_AUTH_CODES) else ""
+            message = _redact(f"cannot {operation} {where}: {exc}{hint}", self._config)
             raise StorageError(message, uri=where, operation=operation) from None
         except Exception as exc:
             if not type(exc).__module__.startswith(("botocore", "boto3")):
@@ -258,9 +262,7 @@ def _boto_message(exc: Exception, operation: str, where: str, config: StorageCon
     error = response.get("Error", {}) if isinstance(response, dict) else {}
     code = error.get("Code") or type(exc).__name__
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
-    hint = ""
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoCredentialsError", "403"):
-        hint = "; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE or the storage: block"
+    hint = _CREDENTIALS_HINT if code in _BOTO_AUTH_CODES or status == 403 else ""
     detail = f"{code} ({status})" if status else code
     if not error:  # connection errors carry the endpoint in their text, no credentials
         detail = f"{code}: {exc}"

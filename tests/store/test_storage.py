@@ -105,7 +105,7 @@ def _leaks(secret: str, *texts: str) -> list[str]:
     return [t for t in texts if secret in t]
 
 
-def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch):
+def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch, tmp_path):
     """A server that checks signatures: the real key pair works, a wrong secret fails cleanly."""
     import boto3
 
@@ -134,11 +134,21 @@ def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch):
                 with pytest.raises(StorageError) as info:
                     call()
                 text = "".join(traceback.format_exception(info.value))
-                assert f"s3://{BUCKET}/out" in str(info.value)
+                assert f"s3://{BUCKET}/out" in str(info.value) and "AWS_SECRET_ACCESS_KEY" in str(info.value)
                 assert not _leaks(wrong, str(info.value), repr(info.value), text)
             assert not _leaks(wrong, repr(storage), str(vars(storage)))
         assert "SignatureDoesNotMatch" in str(_error(lambda: env_storage.commit_once("p", b"1")))
         assert not _leaks(wrong, repr(block), str(block), block.model_dump_json())
+
+        # a named profile (storage.profile) supplies the right keys to both clients
+        creds = tmp_path / "credentials"
+        creds.write_text(f"[qb]\naws_access_key_id = {key['AccessKeyId']}\n"
+                         f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+        by_profile = open_storage(f"s3://{BUCKET}/out", StorageConfig(profile="qb"))
+        assert by_profile.commit_once("p", b"1") and by_profile.list() == ["ok", "p"]
+        with pytest.raises(ConfigError, match="storage settings"):
+            open_storage(f"s3://{BUCKET}/out", StorageConfig(profile="missing"))
 
 
 def _error(call) -> Exception:
