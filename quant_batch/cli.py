@@ -71,7 +71,7 @@ def _print_summary(summary: dict[str, Any], title: str) -> int:
     for k, v in s.table():
         table.add_row(k, v)
     out_console.print(table)
-    return 0 if s.status == "completed" else 1
+    return s.exit_code
 
 
 def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:
@@ -83,6 +83,14 @@ def _run_flow(flow: Any, label: str, **params: Any) -> dict[str, Any]:
             return flow(**params)
         finally:
             common.progress_listener = None
+
+
+def _check_replay_run(out: Path, kind: str, run_id: str | None) -> None:
+    """--replay-run names a run of this output folder, or nothing is sent (exit 2)."""
+    if run_id:
+        from quant_batch.runs.summary import check_replay_target
+
+        check_replay_target(Path(out), kind, run_id)
 
 
 @app.command()
@@ -100,6 +108,7 @@ def embed(
         from quant_batch.embed.config import resolve_corpus_config
 
         cfg = resolve_corpus_config(target, out=out, concurrency=concurrency, max_cost=max_cost)
+        _check_replay_run(cfg.out, "embed", replay_run)
         if no_prefect:
             from quant_batch.embed.run import run_corpus
             from quant_batch.client.factory import build_client
@@ -139,6 +148,7 @@ def render(
         from quant_batch.render.config import resolve_render_config
 
         cfg = resolve_render_config(target, **params)
+        _check_replay_run(cfg.out, "render", replay_run)
         if no_prefect:
             from quant_batch.client.factory import build_client
             from quant_batch.render.run import render_manifest
@@ -169,6 +179,7 @@ def enrich(
         from quant_batch.enrich.config import load_enrich_config
 
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
+        _check_replay_run(cfg.catalog, "enrich", replay_run)
         if no_prefect:
             from quant_batch.enrich.run import enrich_table
             from quant_batch.client.factory import build_client
@@ -194,31 +205,61 @@ def replay(
 ) -> None:
     """Retry the dead-letter set: records that failed terminally (all, or those of one run).
 
-    The ledger keeps it idempotent: anything done since is skipped, and transient failures
-    are retried by every normal run anyway.
+    Only the failures of an existing output folder are resent: a folder with no output of this
+    kind, or an unknown --run id, is exit 2 before anything is sent. The ledger keeps it
+    idempotent: anything done since is skipped, and transient failures are retried by every
+    normal run anyway.
     """
-    command = "render" if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target) else "embed"
-    if command == "embed" and target.suffix.lower() in (".yaml", ".yml") and target.is_file():
-        from quant_batch.enrich.config import is_enrich_config
+    with _errors_to_exit():
+        from quant_batch.runs.summary import check_replay_target
 
-        command = "enrich" if is_enrich_config(target) else "embed"
+        command = _stage_of(target)
+        check_replay_target(_output_folder(command, target, out), command, run)
     argv = [command, str(target), *(["--out", str(out)] if out and command != "enrich" else [])]
     argv += ["--replay-run", run] if run else ["--replay"]
     argv += ["--no-prefect"] if no_prefect else []
     raise typer.Exit(app(argv, standalone_mode=False) or 0)
 
 
+def _stage_of(target: Path) -> str:
+    """embed, render or enrich: the command a config, folder or manifest belongs to."""
+    if target.suffix.lower() in (".jsonl", ".csv") or _is_render_yaml(target):
+        return "render"
+    if target.suffix.lower() in (".yaml", ".yml") and target.is_file():
+        from quant_batch.enrich.config import is_enrich_config
+
+        return "enrich" if is_enrich_config(target) else "embed"
+    return "embed"
+
+
+def _output_folder(command: str, target: Path, out: Path | None) -> Path:
+    """The output folder a run of ``command`` on ``target`` would write to (configs are validated)."""
+    if command == "enrich":
+        from quant_batch.enrich.config import load_enrich_config
+
+        return Path(load_enrich_config(target).catalog)
+    if command == "render":
+        from quant_batch.render.config import resolve_render_config
+
+        return Path(resolve_render_config(target, out=out).out)
+    from quant_batch.embed.config import resolve_corpus_config
+
+    return Path(resolve_corpus_config(target, out=out).out)
+
+
 @app.command()
 def search(
     index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="How many hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 10,
 ) -> None:
     """Print the chunks closest to QUERY, with score, source path and position."""
     with _errors_to_exit():
         from quant_batch.client import QuantClient
         from quant_batch.query.search import search as run_search
+        from quant_batch.store.layout import Layout
 
+        Layout(index).require_output()
         with QuantClient() as client:
             hits = run_search(index, query, client, k=k)
     table = Table("score", "source", "pos", "text")
@@ -261,9 +302,9 @@ def plan(
 def _is_render_yaml(path: Path) -> bool:
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return False
-    import yaml
+    from quant_batch.config_files import load_yaml
 
-    data = yaml.safe_load(path.read_text())
+    data = load_yaml(path)  # broken YAML: ConfigError with file:line, exit 2
     return isinstance(data, list) or (isinstance(data, dict) and ("manifest" in data or "rows" in data))
 
 
@@ -305,10 +346,12 @@ def runs(
     from quant_batch.runs.summary import list_runs
     from quant_batch.store.layout import Layout
 
+    with _errors_to_exit():
+        layout = Layout(out).require_output()
     rows = [
         (r["run_id"], r.get("kind"), r.get("status"), r.get("api_calls"), r.get("errors"), r.get("cost_usd"),
          r.get("wall_s"), r.get("reason") or "")
-        for r in list_runs(Layout(out).runs, limit)
+        for r in list_runs(layout.runs, limit)
     ]
     table = Table("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason")
     for r in rows:
@@ -324,7 +367,7 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
         from quant_batch.store.layout import Layout
         from quant_batch.store.lock import OutputLock
 
-        layout = Layout(out)
+        layout = Layout(out).require_output()
         with OutputLock(layout.root):
             for p in (layout.catalog, layout.catalog.with_suffix(".duckdb.wal")):
                 p.unlink(missing_ok=True)
@@ -346,12 +389,13 @@ def serve(
         serve_deployments(prefect_yaml, name, limit)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# every argument, --help included, goes to the emulator's own parser: one list of flags
+@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def emulator(ctx: typer.Context) -> None:
-    """Serve the local API emulator (see `quant-batch emulator --help` for fault flags)."""
+    """Serve the local API emulator: --port, --token, latency and fault flags (--help lists them)."""
     from quant_batch.emulator.__main__ import main
 
-    main(ctx.args)
+    main(ctx.args, prog="quant-batch emulator")
 
 
 @app.command()

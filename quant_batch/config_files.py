@@ -8,8 +8,9 @@ Committed configs hold no secrets. Credentials come from the environment
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,12 +25,41 @@ class _Strict(BaseModel):
 C = TypeVar("C", bound=BaseModel)
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
+def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One ``source: key: problem`` line per error; an unknown key gets the closest known one."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"] if str(p) not in ("folder", "table") or p == err["loc"][-1])
-        lines.append(f"{source}: {key or '(top level)'}: {err['msg']}")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden" and model is not None and err["loc"]:
+            msg = _unknown_key(model, err["loc"])
+        lines.append(f"{source}: {key or '(top level)'}: {msg}")
     return "\n".join(dict.fromkeys(lines))
+
+
+def _unknown_key(model: type[BaseModel], loc: tuple) -> str:
+    allowed = sorted(_fields_at(model, loc[:-1]))
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown setting (did you mean '{close[0]}'?)"
+    return f"unknown setting; allowed here: {', '.join(allowed)}" if allowed else "unknown setting"
+
+
+def _fields_at(model: type[BaseModel], path: tuple) -> set[str]:
+    """The field names allowed at ``path`` below ``model`` (list indexes and union tags are skipped)."""
+    models = [model]
+    for step in path:
+        fields = [m.model_fields[step] for m in models if isinstance(step, str) and step in m.model_fields]
+        if fields:
+            models = [sub for f in fields for sub in _models_in(f.annotation)]
+    return {name for m in models for name in m.model_fields}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every model class inside a type: ``tuple[A | B, ...]``, ``Annotated[A, ...]``, ``A | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
 
 def parse_config(model: type[C], data: dict[str, Any], *, source: str) -> C:
@@ -37,18 +67,28 @@ def parse_config(model: type[C], data: dict[str, Any], *, source: str) -> C:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc, model)) from None
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path) -> Any:
+    """Any YAML document; a file that is missing or not YAML raises with ``file:line``."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML run config: a mapping of settings."""
+    data = load_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"{path}:1: expected a mapping of settings (key: value lines) at the top level, "
+                          f"found {found}")
     return data

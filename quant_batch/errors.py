@@ -17,6 +17,7 @@
         └── TransientError     worth retrying with backoff
             ├── RateLimited        429 (carries ``retry_after`` seconds if the server sent one)
             ├── ServerError        5xx
+            ├── BadResponse        a 2xx whose body is unusable (not JSON, wrong shape, not an image)
             ├── ConnectionDropped  the connection failed or was cut
             └── Timeout            no answer within the read timeout
 
@@ -135,9 +136,27 @@ class ServerError(TransientError):
     """5xx from the service."""
 
 
+class BadResponse(TransientError):
+    """A success status whose body cannot be used: not JSON, the wrong shape, or image bytes
+    that are not a PNG/JPEG. The service sent garbage, so sending again may well work."""
+
+
 class ConnectionDropped(TransientError):
     """The TCP connection failed, was reset or closed before a full answer."""
 
 
 class Timeout(TransientError):
     """The service did not answer within the configured timeout."""
+
+
+RUN_STOPPERS = (AuthError, ServiceUnreachable)
+"""Failures that no further call of the run can avoid: the run stops sending at once."""
+
+
+def stop_reason(exc: ApiError) -> str:
+    """One line that says why a run stopped and what to do (never the token or the organisation)."""
+    if isinstance(exc, AuthError):
+        status = f"HTTP {exc.status}" if exc.status else "authentication"
+        return (f"the API refused the credentials ({status}); check QUANT_API_KEY / QUANT_ORGANIZATION "
+                "or the Secret block named in api.secret_block")
+    return str(exc)

@@ -522,3 +522,24 @@ def test_sse_parser_is_lenient():
     assert events[-1] == StreamEvent("done", finish_reason="stop", usage=events[-1].usage)
     assert events[-1].usage.total_tokens == 3
     assert list(stream_events([b"data: [DONE]", b""])) == [StreamEvent("done")]
+
+
+def _png(fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("data", [b"not an image at all", _png()[:40], _png("GIF")], ids=["junk", "cut-off", "gif"])
+def test_image_bytes_that_are_not_a_whole_png_or_jpeg_are_a_bad_response(data):
+    from base64 import b64encode
+
+    from quant_batch.client._parse import image_fields
+    from quant_batch.errors import BadResponse
+
+    body = b'{"images": ["' + b64encode(data) + b'"]}'
+    with pytest.raises(BadResponse, match="PNG/JPEG") as info:
+        image_fields(_response(200, body))
+    assert isinstance(info.value, TransientError)  # retried, and a retryable error row
+    ok = image_fields(_response(200, b'{"images": ["' + b64encode(_png("JPEG")) + b'"]}'))
+    assert ok["images"][0][:2] == b"\xff\xd8"

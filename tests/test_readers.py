@@ -192,10 +192,11 @@ def test_symlinks_escaping_the_root_are_reported_not_followed(tmp_path):
 
 @pytest.mark.parametrize("name", ["faq.jsonl", "faq.csv", "faq.parquet"])
 def test_sample_tables_read(name):
-    docs = list(iter_table(TABLES / name, id_column="id", text_column="text", root=REPO))
+    sample = REPO / "quant_batch" / "data" / "sample"
+    docs = list(iter_table(sample / "corpus_table" / name, id_column="id", text_column="text", root=sample))
     assert len(docs) == 20 and all(isinstance(d, Document) for d in docs)
-    assert docs[0].doc_id == f"data/corpus_table/{name}#faq-001"
-    assert docs[0].source_path == f"data/corpus_table/{name}"
+    assert docs[0].doc_id == f"corpus_table/{name}#faq-001"
+    assert docs[0].source_path == f"corpus_table/{name}"
     assert docs[0].text.startswith("How do I join the library?")
     first_line = {"faq.jsonl": 1, "faq.csv": 2, "faq.parquet": 1}[name]
     assert docs[0].line == first_line

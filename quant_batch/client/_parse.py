@@ -1,22 +1,25 @@
 """Reading 2xx answers into result fields.
 
 A success whose body does not fit its schema (not JSON, wrong vector count, ragged vectors, no
-images) raises ``ServerError``: the service misbehaved, and resending may well work. Content
-moderation on a 200 (every image blocked) raises ``ContentBlocked``.
+images, image bytes that are not a whole PNG/JPEG) raises ``BadResponse``: the service
+misbehaved, and resending may well work. Content moderation on a 200 (every image blocked)
+raises ``ContentBlocked``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 from typing import Any
 
 import numpy as np
 import orjson
 import requests
+from PIL import Image, UnidentifiedImageError
 
-from quant_batch.errors import ContentBlocked, ServerError
+from quant_batch.errors import BadResponse, ContentBlocked
 
 from ._types import Usage
 
@@ -30,21 +33,21 @@ def _json(resp: requests.Response, endpoint: str) -> Any:
         # orjson refuses the bare NaN token some servers write for a bad vector; json takes it
         return json.loads(resp.content)
     except ValueError as exc:
-        raise ServerError(f"{endpoint}: {resp.status_code} with a body that is not JSON ({exc})",
+        raise BadResponse(f"{endpoint}: {resp.status_code} with a body that is not JSON ({exc})",
                           status=resp.status_code, endpoint=endpoint) from None
 
 
 def embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
     body = _json(resp, "embeddings")
     if not isinstance(body, dict):
-        raise ServerError("embeddings: answer is not a JSON object", status=resp.status_code, endpoint="embeddings")
+        raise BadResponse("embeddings: answer is not a JSON object", status=resp.status_code, endpoint="embeddings")
     raw = body.get("embeddings")
     if n == 1 and isinstance(raw, list) and raw and not isinstance(raw[0], list):
         raw = [raw]  # the single-vector form, should a server collapse a one-item batch
     vectors = _as_matrix(raw, n)
     dim = body.get("dimension") if isinstance(body.get("dimension"), int) else vectors.shape[1]
     if vectors.shape[1] != dim:
-        raise ServerError(f"embeddings: vectors have {vectors.shape[1]} values, the answer says dimension {dim}",
+        raise BadResponse(f"embeddings: vectors have {vectors.shape[1]} values, the answer says dimension {dim}",
                           status=resp.status_code, endpoint="embeddings")
     usage = Usage.from_body(body.get("usage"))
     return dict(vectors=vectors, model=str(body.get("model") or ""), dimension=dim, usage=usage)
@@ -53,16 +56,16 @@ def embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
 def _as_matrix(raw: Any, n: int) -> np.ndarray:
     count = len(raw) if isinstance(raw, list) else 0
     if count != n:
-        raise ServerError(f"embeddings: returned {count} vectors for {n} texts", endpoint="embeddings")
+        raise BadResponse(f"embeddings: returned {count} vectors for {n} texts", endpoint="embeddings")
     try:
         # one conversion, straight from the parsed lists into a C-contiguous float32 block
         vectors = np.asarray(raw, dtype=np.float32)
     except (ValueError, TypeError) as exc:
         lengths = sorted({len(v) if isinstance(v, list) else -1 for v in raw})
-        raise ServerError(f"embeddings: vectors are not numeric lists of one length (lengths {lengths[:5]})",
+        raise BadResponse(f"embeddings: vectors are not numeric lists of one length (lengths {lengths[:5]})",
                           endpoint="embeddings") from exc
     if vectors.ndim != 2:
-        raise ServerError(f"embeddings: expected a list of vectors, got shape {vectors.shape}", endpoint="embeddings")
+        raise BadResponse(f"embeddings: expected a list of vectors, got shape {vectors.shape}", endpoint="embeddings")
     return np.ascontiguousarray(vectors)
 
 
@@ -70,22 +73,40 @@ def image_fields(resp: requests.Response) -> dict[str, Any]:
     body = _json(resp, "image-generation")
     body = body if isinstance(body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), str) else None
-    images = [_b64(s) for s in body.get("images") or ()]
+    images = [_image(s) for s in body.get("images") or ()]
     if not images:
         if error:
             raise ContentBlocked(f"image-generation: {error}", status=resp.status_code,
                                  endpoint="image-generation", server_message=error)
-        raise ServerError("image-generation: the answer holds no images", status=resp.status_code,
+        raise BadResponse("image-generation: the answer holds no images", status=resp.status_code,
                           endpoint="image-generation")
     mask = body.get("maskImage")
-    return dict(images=images, error=error, mask_image=_b64(mask) if mask else None)
+    return dict(images=images, error=error, mask_image=_image(mask) if mask else None)
+
+
+IMAGE_FORMATS = ("PNG", "JPEG")
+
+
+def _image(value: Any) -> bytes:
+    """Base64 to bytes that decode as a whole PNG or JPEG, so no caller ever stores garbage."""
+    data = _b64(value)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format
+            im.load()  # decodes every pixel: a cut-off or corrupt body fails here, not in a worker later
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise BadResponse(f"image-generation: an image is not a valid PNG/JPEG ({type(exc).__name__})",
+                          endpoint="image-generation") from exc
+    if fmt not in IMAGE_FORMATS:
+        raise BadResponse(f"image-generation: an image is {fmt}, not PNG/JPEG", endpoint="image-generation")
+    return data
 
 
 def _b64(value: Any) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, TypeError, ValueError) as exc:
-        raise ServerError("image-generation: an image is not valid base64", endpoint="image-generation") from exc
+        raise BadResponse("image-generation: an image is not valid base64", endpoint="image-generation") from exc
 
 
 def chat_fields(resp: requests.Response) -> dict[str, Any]:

@@ -14,11 +14,13 @@ from quant_batch.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://dashboard.quantcdn.io"
 
-# field name -> (environment variable, keyword argument) used in "is not set" messages
+# field name -> (environment variable, what to set it to) for "is not set" messages: they name
+# what a CLI user can set (the CLI has no flags for credentials)
 _SOURCES = {
-    "api_key": ("QUANT_API_KEY", "api_key"),
-    "organization": ("QUANT_ORGANIZATION", "organization"),
-    "base_url": ("QUANT_BASE_URL", "base_url"),
+    "api_key": ("QUANT_API_KEY", "export QUANT_API_KEY=<your API token>, or name a Prefect Secret block "
+                                 "holding it in the run config's api.secret_block"),
+    "organization": ("QUANT_ORGANIZATION", "export QUANT_ORGANIZATION=<your organisation id>"),
+    "base_url": ("QUANT_BASE_URL", "export QUANT_BASE_URL=https://dashboard.quantcdn.io"),
 }
 
 
@@ -82,9 +84,9 @@ def _config_error(exc: ValidationError) -> ConfigError:
     problems = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
-        env, kwarg = _SOURCES.get(field, (field.upper(), field))
+        env, fix = _SOURCES.get(field, (field.upper(), f"export {field.upper()}"))
         if err["type"] == "missing":
-            problems.append(f"{env} is not set: export it or pass {kwarg}=...")
+            problems.append(f"{env} is not set: {fix}")
         else:
             # err["msg"] only, never err["input"]: it may be the key
             problems.append(f"{env} is invalid: {err['msg']}")
@@ -102,5 +104,5 @@ def _load_secret_block(name: str) -> str:
     except Exception as exc:
         raise ConfigError(
             f"Prefect Secret block {name!r} could not be loaded ({type(exc).__name__}: "
-            f"{str(exc)[:200]}): create it with Secret(value=...).save(name) or pass api_key=..."
+            f"{str(exc)[:200]}): create it with Secret(value=...).save(name), or export QUANT_API_KEY instead"
         ) from None

@@ -91,6 +91,21 @@ def iter_folder(
     Yields:
         A :class:`Document` per readable file, a :class:`DocumentError` per unreadable one.
     """
+    for path, rel, verdict in folder_files(root, include, exclude):
+        if verdict == "outside":  # said out loud, so a missing document is never a mystery
+            yield DocumentError(rel, "symlink points outside the source folder; not followed", doc_id=rel)
+        elif verdict == "read":
+            yield _read_file(path, rel)
+
+
+def folder_files(
+    root: Path, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = ()
+) -> Iterator[tuple[Path, str, str]]:
+    """Every visible file under ``root`` with what :func:`iter_folder` does with it, reading none.
+
+    The verdict is ``read``, ``outside`` (a symlink out of ``root``), ``unsupported`` (a suffix
+    that is not read) or ``excluded`` (left out by the include / exclude globs).
+    """
     root = Path(root).resolve()
     if not root.is_dir():
         raise InputError("source folder does not exist or is not a folder", path=str(root))
@@ -98,13 +113,11 @@ def iter_folder(
     excluded = [_glob_regex(p) for p in exclude]
     for path, rel, outside in _walk(root, root):
         if not outside and path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        if not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
-            continue
-        if outside:  # said out loud, so a missing document is never a mystery
-            yield DocumentError(rel, "symlink points outside the source folder; not followed", doc_id=rel)
-            continue
-        yield _read_file(path, rel)
+            yield path, rel, "unsupported"
+        elif not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
+            yield path, rel, "excluded"
+        else:
+            yield path, rel, "outside" if outside else "read"
 
 
 def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str, bool]]:

@@ -1,15 +1,26 @@
-"""Corpus sources: folders of documents and tables of rows, as a run config names them."""
+"""Corpus sources: folders of documents and tables of rows, as a run config names them.
+
+A document's identity is unique across all sources of a config: every source has a label (its
+``name:``, else the folder's or table file's own name) and document ids are qualified by it,
+``<label>/<path in the folder>`` for folder documents and ``<label>#<row id>`` for table rows.
+So two folders that each hold a ``README.md`` are two documents, and ``source_path`` stays the
+readable ``docs/README.md``. Two sources with one label, or a folder inside another, are refused
+before anything runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from quant_batch.config_files import _Strict
-from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
+from quant_batch.corpus.readers import TABLE_SUFFIXES, Document, DocumentError, folder_files, iter_folder, iter_table
 from quant_batch.errors import InputError
 
 
@@ -19,12 +30,18 @@ class FolderSource(_Strict):
     path: Path
     include: tuple[str, ...] = ("**/*",)
     exclude: tuple[str, ...] = ()
+    name: str | None = Field(default=None, pattern=r"^[^/#]+$")
+    """Label that qualifies this source's document ids (default: the folder's own name)."""
 
     @model_validator(mode="after")
     def _exists(self) -> FolderSource:
         if not self.path.is_dir():
             raise ValueError(f"folder not found: {self.path}")
         return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.resolve().name or "root"
 
 
 class TableSource(_Strict):
@@ -33,12 +50,18 @@ class TableSource(_Strict):
     table: Path
     id_column: str = "id"
     text_column: str = "text"
+    name: str | None = Field(default=None, pattern=r"^[^/#]+$")
+    """Label that qualifies this table's row ids (default: the table file's name)."""
 
     @model_validator(mode="after")
     def _exists(self) -> TableSource:
         if not self.table.is_file():
             raise ValueError(f"table not found: {self.table}")
         return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.table.name
 
 
 def _source_kind(value: Any) -> str:
@@ -51,15 +74,122 @@ Source = Annotated[
 ]
 
 
+def check_sources(sources: Sequence[FolderSource | TableSource]) -> None:
+    """Refuse sources whose documents could collide: one label twice, or a folder inside another."""
+    seen: dict[str, FolderSource | TableSource] = {}
+    for source in sources:
+        if source.label in seen:
+            raise ValueError(
+                f"two sources are both labelled {source.label!r} ({_where(seen[source.label])} and "
+                f"{_where(source)}); give one of them a distinct `name:`"
+            )
+        seen[source.label] = source
+    folders = [s for s in sources if isinstance(s, FolderSource)]
+    for a in folders:
+        for b in folders:
+            if a is not b and a.path.resolve().is_relative_to(b.path.resolve()):
+                raise ValueError(
+                    f"source folder {a.path} lies inside source folder {b.path}: its documents would be "
+                    f"indexed twice; remove one, or exclude it from the other with `exclude:`"
+                )
+
+
+def _where(source: FolderSource | TableSource) -> str:
+    return str(source.path if isinstance(source, FolderSource) else source.table)
+
+
+def _qualified(item: Document | DocumentError, prefix: str, own: str = "") -> Document | DocumentError:
+    """``item`` with the reader's own id prefix ``own`` replaced by ``prefix``."""
+
+    def q(value: str | None) -> str | None:
+        return None if value is None else prefix + value[len(own):]
+
+    return dataclasses.replace(item, doc_id=q(item.doc_id), source_path=q(item.source_path))
+
+
 def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Document | DocumentError]:
+    """Every document of every source, ids qualified by the source's label (see module doc)."""
     for source in sources:
         if isinstance(source, FolderSource):
             if not source.path.is_dir():
                 raise InputError("source folder not found", path=str(source.path))
-            yield from iter_folder(source.path, source.include, source.exclude)
+            for item in iter_folder(source.path, source.include, source.exclude):
+                yield _qualified(item, source.label + "/")
         elif isinstance(source, TableSource):
             if not source.table.is_file():
                 raise InputError("source table not found", path=str(source.table))
-            yield from iter_table(
+            # the reader names rows "<file name>#<id>"; the label replaces the file name
+            for item in iter_table(
                 source.table, id_column=source.id_column, text_column=source.text_column, root=source.table.parent
-            )
+            ):
+                yield _qualified(item, source.label, own=source.table.name)
+
+
+@dataclass
+class SourceScan:
+    """What the sources of a config match, counted from file names alone (nothing is read)."""
+
+    matched: int = 0
+    """Files a folder source reads, plus one per table source (its rows are not counted)."""
+    unsupported: Counter[str] = field(default_factory=Counter)
+    """Skipped files by extension: not a type a folder source reads."""
+    excluded: Counter[str] = field(default_factory=Counter)
+    """Skipped files by extension: readable, but left out by the include / exclude globs."""
+
+    def skipped(self) -> str:
+        """``.xyz 2, .bin 1 (unsupported); .md 3 (not matched by include/exclude)``, or ''."""
+        parts = [f"{_by_extension(c)} ({why})" for c, why in ((self.unsupported, "unsupported"),
+                                                            (self.excluded, "not matched by include/exclude")) if c]
+        return "; ".join(parts)
+
+    def describe(self) -> str:
+        n = sum(self.unsupported.values()) + sum(self.excluded.values())
+        text = f"matched {self.matched} documents"
+        if not n:
+            return text + ("; the folder holds no files" if not self.matched else "")
+        text += f"; skipped {n} file{'s' * (n != 1)}: {self.skipped()}"
+        if any(ext in TABLE_SUFFIXES for ext in self.unsupported):
+            text += " (tables are read by a `table:` source that names the id and text columns)"
+        return text
+
+
+def _by_extension(counts: Counter[str]) -> str:
+    return ", ".join(f"{ext} {n}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def scan_sources(sources: Iterable[FolderSource | TableSource]) -> SourceScan:
+    """Count what each source matches and skips, by the same rules :func:`iter_sources` reads by."""
+    scan = SourceScan()
+    for source in sources:
+        if isinstance(source, TableSource):
+            scan.matched += 1
+            continue
+        for path, _rel, verdict in folder_files(source.path, source.include, source.exclude):
+            ext = path.suffix.lower() or "(no extension)"
+            if verdict in ("read", "outside"):
+                scan.matched += 1
+            else:
+                (scan.unsupported if verdict == "unsupported" else scan.excluded)[ext] += 1
+    return scan
+
+
+def require_documents(sources: Iterable[FolderSource | TableSource]) -> SourceScan:
+    """The scan of ``sources``; raises when they match no document at all.
+
+    Raises:
+        InputError: nothing to embed; the message names the sources and what was skipped.
+    """
+    sources = tuple(sources)
+    scan = scan_sources(sources)
+    if scan.matched == 0:
+        names = ", ".join(_name(s) for s in sources)
+        raise InputError(f"{scan.describe()}; nothing to embed", path=names)
+    return scan
+
+
+def _name(source: FolderSource | TableSource) -> str:
+    if isinstance(source, TableSource):
+        return str(source.table)
+    globs = [f"include {', '.join(source.include)}"] if source.include != ("**/*",) else []
+    globs += [f"exclude {', '.join(source.exclude)}"] if source.exclude else []
+    return str(source.path) + (f" ({'; '.join(globs)})" if globs else "")

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.config_files import _Strict, parse_config, read_yaml
 from quant_batch.corpus.chunking import ChunkSettings
-from quant_batch.corpus.sources import Source
+from quant_batch.corpus.sources import Source, check_sources
 
 EMBED_MODELS = {"amazon.titan-embed-text-v2:0": (256, 512, 1024, 8192), "amazon.titan-embed-text-v1:0": (1536,)}
 
@@ -73,6 +73,7 @@ class CorpusConfig(_Strict):
             raise ValueError(f"model must be one of {sorted(EMBED_MODELS)}")
         if self.dimensions not in allowed:
             raise ValueError(f"dimensions for {self.model} must be one of {list(allowed)}")
+        check_sources(self.sources)
         return self
 
 

@@ -21,7 +21,6 @@ from quant_batch.corpus.chunking import chunk_text
 from quant_batch.corpus.readers import Document, DocumentError, iter_folder, iter_table
 from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
-from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import TMP_PREFIX
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord
@@ -270,31 +269,3 @@ def plan_corpus(
     plan.batch_chars = batcher.batch_chars
     stats.batches = len(batcher.batch_chars)
     return plan
-
-
-def create_carry_table(con, doc_ids: set[str]) -> None:
-    """Temp table ``carry``: documents whose previous chunks stay live unchanged.
-
-    One bulk insert: row-by-row ``executemany`` took 20 s for 100,000 documents.
-    """
-    con.execute("CREATE TEMP TABLE carry (doc_id VARCHAR)")
-    if doc_ids:
-        con.execute("INSERT INTO carry SELECT unnest(?::VARCHAR[])", [list(doc_ids)])
-
-
-def count_removed(old_live: Path, plan: Plan) -> int:
-    """Chunks of the current index that the planned index no longer has."""
-    if not old_live.exists():
-        return 0
-    import duckdb
-
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
-    try:
-        create_carry_table(con, plan.carry_doc_ids)
-        row = con.execute(
-            f"SELECT count(*) FROM read_parquet('{old_live}') o WHERE o.doc_id NOT IN (SELECT doc_id FROM carry) "
-            f"AND o.chunk_id NOT IN (SELECT chunk_id FROM read_parquet('{plan.live_tmp}'))"
-        ).fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()

@@ -7,23 +7,21 @@ Prefect flow in ``flows/embed_corpus.py`` uses Prefect tasks on threads or Dask.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
-
 from quant_batch.client import QuantClient
+from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
-from quant_batch.embed.plan import Plan, create_carry_table, plan_corpus
+from quant_batch.embed.plan import Plan, plan_corpus
 from quant_batch.pricing import Budget
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
-from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.pricing import Budget, PriceTable, load_prices
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
 from quant_batch.runs.executor import run_in_threads, sum_results
-from quant_batch.store.catalog import MEMORY_LIMIT
-from quant_batch.store.files import atomic_path, write_bytes_atomic
+from quant_batch.store import state
+from quant_batch.tokens import estimate_tokens
 from quant_batch.store.records import write_errors
 
 
@@ -42,9 +40,12 @@ class CorpusRun(RunSession):
     """The single-writer side of one corpus run; use as a context manager."""
 
     def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
+        self.scan = require_documents(config.sources)  # before the run records anything
         super().__init__(config.out, "embed", lock_wait=lock_wait)
         self.config = config
         self.prices = prices or load_prices(config.pricing)
+        self.budget = Budget(config.max_cost)
+        self._refused_batches = 0
         self._unloaded: list[Path] = []
         self.plan: Plan | None = None
         self.results: list[ShardResult] = []
@@ -64,6 +65,10 @@ class CorpusRun(RunSession):
         cfg = self.config
         assert self.catalog is not None
         from quant_batch.hashing import embedding_generation
+
+        self.check_prices(self.prices, "embeddings", [cfg.model], cfg.max_cost)
+        if cfg.contextual_chunks.enabled:
+            self.check_prices(self.prices, "chat", [cfg.contextual_chunks.model], cfg.max_cost)
 
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
         done = self.catalog.done_keys(gen)
@@ -97,6 +102,18 @@ class CorpusRun(RunSession):
             for a, b in shard_ranges(plan.stats.batches, cfg.concurrency)
         ]
 
+    def admit_remote(self, shard: ShardTask) -> bool:
+        """Whether to send ``shard`` to another process (Dask), which cannot share :attr:`budget`.
+
+        The whole shard's estimated cost is reserved up front; a refused shard counts as skipped.
+        """
+        assert self.plan is not None
+        chars = sum(self.plan.batch_chars[shard.first_batch:shard.end_batch])
+        if self.budget.reserve(self.price_per_token * estimate_tokens(chars)):
+            return True
+        self._refused_batches += shard.end_batch - shard.first_batch
+        return False
+
     def absorb(self, result: ShardResult) -> None:
         """Count a finished shard and load finished parts into DuckDB in bulk.
 
@@ -107,6 +124,8 @@ class CorpusRun(RunSession):
         """
         assert self.catalog is not None and self.plan is not None
         self.results.append(result)
+        if result.halted:  # a shard on another process hit a run-level failure: stop submitting
+            self.budget.halt(result.halted)
         self._unloaded.extend(Path(p) for p in result.parts)
         if len(self._unloaded) >= LOAD_EVERY_PARTS:
             self.catalog.load_vector_parts(self.plan.generation, self._unloaded)
@@ -123,7 +142,7 @@ class CorpusRun(RunSession):
         removed, incomplete = self._publish_state()
         totals = sum_results(self.results, ShardResult)
         failed = totals.failed + len(plan.errors)
-        skipped = totals.batches_skipped
+        skipped = totals.batches_skipped + self._refused_batches
         st = plan.stats
         s.api_calls = totals.api_calls
         s.errors = failed
@@ -151,16 +170,13 @@ class CorpusRun(RunSession):
             "throttled": totals.throttled,
             "generation": plan.generation,
             "generation_active": not incomplete or self._active() == plan.generation,
+            "files_skipped": self.scan.skipped() or "none",
         }
         if ctx is not None:
             s.stats.update(context_calls=ctx.calls, context_input_tokens=ctx.input_tokens,
                            context_output_tokens=ctx.output_tokens)
-        if skipped:
-            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {skipped} batches left for the next run")
-        elif failed:
-            s.finish("errors", f"{failed} records failed; see the errors table")
-        else:
-            s.finish("completed")
+        status, reason, code = self.outcome(failed=failed, skipped=skipped, dead=st.chunks_skipped_dead, unit="batches")
+        s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
         cat.sync()
         plan.path.unlink(missing_ok=True)
@@ -171,58 +187,19 @@ class CorpusRun(RunSession):
         return gen["generation"] if gen else None
 
     def _publish_state(self) -> tuple[int, bool]:
-        """Write live-<gen>.parquet and documents-<gen>.parquet; returns (removed, incomplete)."""
+        """Publish the new live index; switch the vector space when it is complete. Returns (removed, incomplete)."""
         plan, cfg = self.plan, self.config
-        assert plan is not None and self.catalog is not None
-        lay, gen = self.layout, plan.generation
-        old_live, old_docs = lay.live(gen), lay.documents(gen)
-        con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+        assert plan is not None
         try:
-            create_carry_table(con, plan.carry_doc_ids)
-            con.execute(f"CREATE TEMP VIEW new_live AS SELECT * FROM read_parquet('{plan.live_tmp}')")
-            live_sql = "SELECT * FROM new_live"
-            if old_live.exists():
-                live_sql += (
-                    f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_live}') "
-                    "WHERE doc_id IN (SELECT doc_id FROM carry)"
-                )
-            con.execute(f"CREATE TEMP TABLE live AS {live_sql}")
-            removed = 0
-            if old_live.exists():
-                removed = con.execute(
-                    f"SELECT count(*) FROM read_parquet('{old_live}') o "
-                    "WHERE o.chunk_id NOT IN (SELECT chunk_id FROM live)"
-                ).fetchone()[0]
-            done_keys = self.catalog.done_keys(gen)
-            con.execute("CREATE TEMP TABLE done (key VARCHAR)")
-            con.execute("INSERT INTO done SELECT unnest(?::VARCHAR[])", [list(done_keys)])
-            con.execute(
-                "CREATE TEMP TABLE incomplete AS SELECT DISTINCT doc_id FROM new_live "
-                "WHERE key NOT IN (SELECT key FROM done)"
-            )
-            docs_sql = (
-                "SELECT d.* REPLACE (CASE WHEN d.doc_id IN (SELECT doc_id FROM incomplete) "
-                f"THEN 'incomplete' ELSE 'ok' END AS status) FROM read_parquet('{plan.docs_tmp}') d"
-            )
-            if old_docs.exists():
-                docs_sql += (
-                    f" UNION ALL BY NAME SELECT * FROM read_parquet('{old_docs}') "
-                    "WHERE doc_id IN (SELECT doc_id FROM carry)"
-                )
-            incomplete = bool(con.execute("SELECT count(*) FROM incomplete").fetchone()[0]) or bool(plan.errors)
-            with atomic_path(old_live) as tmp:
-                con.execute(f"COPY (SELECT * FROM live ORDER BY doc_id, position) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
-            with atomic_path(old_docs) as tmp:
-                con.execute(f"COPY ({docs_sql} ORDER BY doc_id) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+            pub = state.publish(self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.carry_doc_ids)
         finally:
-            con.close()
             for p in (plan.live_tmp, plan.docs_tmp):
                 p.unlink(missing_ok=True)
+        incomplete = bool(pub.incomplete_documents) or bool(plan.errors)
         active = self._active()
-        if active is None or active == gen or not incomplete:
-            meta = {"generation": gen, "model": cfg.model, "dimensions": cfg.dimensions, "normalize": cfg.normalize}
-            write_bytes_atomic(lay.generation, json.dumps(meta).encode())
-        return int(removed), incomplete
+        if active is None or active == plan.generation or not incomplete:
+            state.switch_generation(self.layout, plan.generation, cfg.model, cfg.dimensions, cfg.normalize)
+        return pub.removed, incomplete
 
 
 def run_corpus(
@@ -236,7 +213,6 @@ def run_corpus(
     """Run a whole corpus job in this process with a thread pool (no Prefect)."""
     with CorpusRun(config, lock_wait=lock_wait) as run:
         plan = run.make_plan(replay=replay, client=client)
-        budget = Budget(config.max_cost)
         total = plan.stats.chunks_pending
         done = 0
 
@@ -247,7 +223,7 @@ def run_corpus(
                 on_progress(done, total)
 
         run_in_threads(run, run.shard_tasks(),
-                       lambda t: embed_shard(t, client, budget=budget, price_per_token=run.price_per_token,
+                       lambda t: embed_shard(t, client, budget=run.budget, price_per_token=run.price_per_token,
                                              on_batch=progress),
                        config.concurrency)
         return run.finish()

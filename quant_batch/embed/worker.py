@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from quant_batch.client import EmbeddingResult, QuantClient
 from quant_batch.pricing import Budget
 from quant_batch.tokens import estimate_tokens
-from quant_batch.errors import AuthError, RequestRejected, TransientError
+from quant_batch.errors import RUN_STOPPERS, RequestRejected, TransientError, stop_reason
 from quant_batch.store.files import write_parquet_atomic
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, vector_array, write_errors
@@ -60,6 +60,9 @@ class ShardResult:
     batches_done: int = 0
     batches_skipped: int = 0
     stopped: str | None = None
+    """Why this shard stopped sending early: the spend cap, or a run-level failure."""
+    halted: str | None = None
+    """A run-level failure (refused token, unreachable service): the whole run must stop."""
 
 
 _crash_counter = 0
@@ -104,7 +107,7 @@ class _ShardRunner:
     def __init__(self, task: ShardTask, client: QuantClient, budget: Budget | None, price_per_token: float):
         self.task = task
         self.client = client
-        self.budget = budget
+        self.budget = budget if budget is not None else Budget(None)
         self.price = price_per_token
         self.layout = Layout(Path(task.root))
         self.result = ShardResult()
@@ -127,11 +130,16 @@ class _ShardRunner:
     def embed_isolating(self, rows: list[dict]) -> list[tuple[dict, np.ndarray, int]]:
         """Embed ``rows``; on a 4xx split and retry halves until only bad texts remain."""
         t = self.task
+        if self.budget.halted:  # another worker hit a run-level failure: these rows stay pending
+            return []
         self.result.api_calls += 1
         try:
             res = self.client.embed([r["text"] for r in rows], model=t.model, dimensions=t.dimensions, normalize=t.normalize)
-        except AuthError:
-            raise
+        except RUN_STOPPERS as exc:
+            # not the rows' fault: no error records, they are sent again by the next run
+            self.result.halted = stop_reason(exc)
+            self.budget.halt(self.result.halted)
+            return []
         except RequestRejected as exc:
             if len(rows) == 1:
                 self.error(rows[0], "embed", exc)
@@ -157,14 +165,15 @@ class _ShardRunner:
     def run_batch(self, rows: list[dict], batch_no: int) -> None:
         t = self.task
         estimate = self.price * estimate_tokens(sum(len(r["text"]) for r in rows))
-        if self.budget is not None and not self.budget.reserve(estimate):
+        if not self.budget.reserve(estimate):
             self.result.batches_skipped += 1
-            self.result.stopped = "spend cap reached"
+            self.result.stopped = self.budget.halted or "spend cap reached"
             return
         tokens_before = self.result.input_tokens
         good = self.embed_isolating(rows)
-        if self.budget is not None:
-            self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
+        self.budget.settle(estimate, self.price * (self.result.input_tokens - tokens_before))
+        if self.result.halted:
+            self.result.stopped = self.result.halted
         self.result.batches_done += 1
         if not good:
             return

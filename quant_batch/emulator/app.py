@@ -327,6 +327,12 @@ def _render(data: dict, keep: int) -> dict:
     return result
 
 
+def _cut_off(image_b64: str) -> str:
+    """The first half of a PNG, still valid base64: a plausible header over a broken body."""
+    data = base64.b64decode(image_b64)
+    return base64.b64encode(data[: len(data) // 2]).decode("ascii")
+
+
 async def _images(data: Any, state: EmulatorState) -> Outcome:
     cfg = state.injector.config
     violations = await run_in_threadpool(rules.check_image_request, data)
@@ -339,6 +345,8 @@ async def _images(data: Any, state: EmulatorState) -> Outcome:
     partial = bool(cfg.partial_block_marker) and any(cfg.partial_block_marker in p for p in prompts)
     keep = wanted - 1 if partial else wanted
     result = await run_in_threadpool(_render, data, keep)
+    if cfg.bad_image_marker and any(cfg.bad_image_marker in p for p in prompts):
+        result["images"] = [_cut_off(image) for image in result["images"]]
     if partial:
         result["error"] = SOME_BLOCKED if keep else ALL_BLOCKED
     return Outcome(_json(result), 200, images=keep)

@@ -49,6 +49,7 @@ class FaultConfig(BaseModel):
     poison_marker: str = Field("__POISON__", description="An embeddings text containing it is rejected (400).")
     moderation_marker: str = Field("__BLOCKED__", description="An image prompt containing it is blocked (400).")
     partial_block_marker: str = Field("__PARTIAL_BLOCK__", description="Image prompt: 200 with fewer images.")
+    bad_image_marker: str = Field("__BAD_IMAGE__", description="Image prompt: 200 whose images are cut-off PNGs.")
     bad_vector_marker: str = Field("__NAN__", description="That text's vector comes back all NaN.")
     invalid_json_rate: float = Field(0.0, ge=0, le=1, description="Chat JSON-mode answers that are not JSON.")
     length_rate: float = Field(0.0, ge=0, le=1, description="Chat answers cut short, finishReason 'length'.")

@@ -51,6 +51,7 @@ class EnrichRun(RunSession):
     def make_plan(self, *, replay: bool | str = False) -> list[EnrichItem]:
         """Render every source row; keep those without a full answer (and not dead, unless replay)."""
         assert self.catalog is not None
+        self.check_prices(self.prices, "chat", [self.config.model], self.config.max_cost)
         self.summary.save(self.layout.runs)
         done, truncated = self.catalog.done_enrich_keys(self.config.table)
         dead = self.catalog.dead_letter_keys(("enrich",), replay=replay, source_path=self.config.table) - done
@@ -99,14 +100,12 @@ class EnrichRun(RunSession):
             "attempts": tot.attempts,
             "throttled": tot.throttled,
         }
-        if tot.skipped_cap:
-            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {tot.skipped_cap} rows left for the next run")
-        elif s.errors or tot.truncated:
+        status, reason, code = self.outcome(failed=s.errors + tot.truncated, skipped=tot.skipped_cap,
+                                            dead=plan.skipped_failed, unit="rows")
+        if status == "errors" and tot.truncated:
             parts = [f"{s.errors} rows failed (see errors)"] if s.errors else []
-            parts += [f"{tot.truncated} answers truncated at max_tokens (truncated = true)"] if tot.truncated else []
-            s.finish("errors", "; ".join(parts))
-        else:
-            s.finish("completed")
+            reason = "; ".join([*parts, f"{tot.truncated} answers truncated at max_tokens (truncated = true)"])
+        s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
         cat.load_runs()
         return s

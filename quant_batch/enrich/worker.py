@@ -24,7 +24,7 @@ from quant_batch.client import ChatResult, QuantClient
 from quant_batch.pricing import Budget
 from quant_batch.enrich.prompt import chat_request, repair_request
 from quant_batch.enrich.source import EnrichItem, read_image
-from quant_batch.errors import AuthError, InputError, RequestRejected, TransientError
+from quant_batch.errors import RUN_STOPPERS, InputError, RequestRejected, TransientError, stop_reason
 from quant_batch.hashing import sha256_hex
 from quant_batch.pricing import PriceTable
 from quant_batch.store.files import write_parquet_atomic
@@ -158,8 +158,8 @@ class _Shard:
     def run(self, item: EnrichItem) -> None:
         try:
             self._run(item)
-        except AuthError:
-            raise
+        except RUN_STOPPERS as exc:  # not the row's fault: it stays pending for the next run
+            self.budget.halt(stop_reason(exc))
         except (RequestRejected, TransientError) as exc:
             self.fail(item, getattr(exc, "server_message", None) or str(exc), type(exc).__name__,
                       status=exc.status, retryable=isinstance(exc, TransientError))

@@ -2,7 +2,9 @@
 
 The flow is thin: planning, embedding and loading are library calls. Prefect adds the task
 boundaries (one task per shard of up to 25 API batches, never per text), a bounded window of
-in-flight shards, a whole-shard retry, progress and summary artifacts, and, optionally, Dask.
+in-flight shards, progress and summary artifacts, and, optionally, Dask. Tasks are not retried:
+the client retries what is transient, a rejected record is an error row, and a run-level failure
+(refused token, unreachable service) stops the run, so a task retry could only resend work.
 Credentials are read inside the process from the environment or a Secret block, never passed
 as parameters.
 """
@@ -20,14 +22,13 @@ from quant_batch.flows._limits import ensure_rate_limit, flow_client, share_limi
 from quant_batch.client import QuantClient
 from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.embed.config import CorpusConfig, resolve_corpus_config
-from quant_batch.tokens import estimate_tokens
 from quant_batch.embed.run import CorpusRun
 from quant_batch.pricing import Budget
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
 from quant_batch.client.factory import build_client
 
 
-@task(name="embed-shard", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+@task(name="embed-shard", cache_policy=NO_CACHE)
 def embed_shard_task(
     shard: ShardTask,
     client: QuantClient | None = None,
@@ -58,32 +59,23 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
             st.documents, st.chunks_total, st.chunks_pending, st.batches, st.chunks_unchanged,
         )
         progress = Progress("embed-progress", st.chunks_pending, f"chunks embedded ({run.summary.run_id})")
-        budget = Budget(cfg.max_cost)
 
         def absorb(result: ShardResult) -> None:
             run.absorb(result)
             progress.advance(result.embedded + result.failed)
 
-        def affordable(shard: ShardTask) -> bool:
-            # Dask workers cannot share the Budget object: gate whole shards here instead
-            if not dask or cfg.max_cost is None:
-                return True
-            chars = sum(plan.batch_chars[shard.first_batch:shard.end_batch])
-            return budget.reserve(run.price_per_token * estimate_tokens(chars))
-
         shards = run.shard_tasks()
         if dask:
-            refused = submit_windowed(
-                embed_shard_task, shards, cfg.concurrency, absorb, may_submit=affordable,
+            # remote workers cannot share the Budget object: the run admits whole shards instead
+            submit_windowed(
+                embed_shard_task, shards, cfg.concurrency, absorb, may_submit=run.admit_remote,
                 price_per_token=run.price_per_token, api=cfg.api, limits=cfg.rate_limits,
             )
-            if refused:
-                run.results.append(ShardResult(batches_skipped=sum(s.end_batch - s.first_batch for s in refused)))
         else:
             with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
                 submit_windowed(
-                    embed_shard_task, shards, cfg.concurrency, absorb,
-                    client=client, budget=budget, price_per_token=run.price_per_token,
+                    embed_shard_task, shards, cfg.concurrency, absorb, may_submit=lambda _: not run.budget.halted,
+                    client=client, budget=run.budget, price_per_token=run.price_per_token,
                 )
         summary = run.finish()
     publish_summary("embed-summary", "Corpus embedding run", summary)

@@ -49,6 +49,7 @@ def enrich(target: str, concurrency: int | None = None, max_cost: float | None =
 
         with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
             submit_windowed(enrich_shard_task, run.shards(), cfg.concurrency, absorb,
+                            may_submit=lambda _: not run.budget.halted,
                             client=client, ctx=run.context, budget=run.budget, prices=run.prices)
         summary = run.finish()
     publish_summary("enrich-summary", "Chat enrichment run", summary)

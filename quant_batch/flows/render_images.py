@@ -16,15 +16,16 @@ from quant_batch.flows._common import Progress, publish_summary, submit_windowed
 from quant_batch.flows._limits import flow_client
 from quant_batch.client import QuantClient
 from quant_batch.render.config import resolve_render_config
-from quant_batch.pricing import PriceTable
+from quant_batch.pricing import Budget, PriceTable
 from quant_batch.render.manifest import RenderRow
 from quant_batch.render.run import RenderContext, RenderResult, RenderRun, render_rows
 
 
 @task(name="render-shard", cache_policy=NO_CACHE)
-def render_shard_task(rows: list[RenderRow], client: QuantClient, ctx: RenderContext, prices: PriceTable) -> RenderResult:
+def render_shard_task(rows: list[RenderRow], client: QuantClient, ctx: RenderContext, prices: PriceTable,
+                      budget: Budget) -> RenderResult:
     """Render a shard of rows; every failure is an error record, so no task retry is needed."""
-    return render_rows(rows, client, ctx, prices=prices)
+    return render_rows(rows, client, ctx, prices=prices, budget=budget)
 
 
 @flow(name="render-images", task_runner=ThreadPoolTaskRunner(max_workers=64))
@@ -53,7 +54,8 @@ def render_images(
 
         with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
             submit_windowed(render_shard_task, run.shards(), cfg.concurrency, absorb,
-                            client=client, ctx=run.context, prices=run.prices)
+                            may_submit=lambda _: not run.budget.halted,
+                            client=client, ctx=run.context, prices=run.prices, budget=run.budget)
         summary = run.finish()
     publish_summary("render-summary", "Image rendering run", summary)
     log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")

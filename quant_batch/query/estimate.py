@@ -10,14 +10,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from quant_batch.corpus.sources import require_documents
 from quant_batch.embed.config import CorpusConfig
 from quant_batch.render.config import RenderConfig
-from quant_batch.embed.plan import count_removed, plan_corpus
+from quant_batch.embed.plan import plan_corpus
+from quant_batch.store.state import count_removed
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.hashing import embedding_generation
 from quant_batch.pricing import load_prices
 from quant_batch.render.manifest import load_manifest
 from quant_batch.render.run import estimate_row_cost
+from quant_batch.query.snapshot import Snapshot, stored_keys
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.layout import Layout
 
@@ -35,23 +38,15 @@ def estimate_wall_s(
     return max(bounds) if requests else 0.0
 
 
-def _catalog(layout: Layout) -> Catalog | None:
-    return Catalog(layout, read_only=True) if layout.catalog.exists() else None
-
-
 def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, Any]:
+    scan = require_documents(cfg.sources)
     layout = Layout(Path(cfg.out))
     gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
-    cat = _catalog(layout)
-    try:
-        done = cat.done_keys(gen) if cat else set()
-    finally:
-        if cat:
-            cat.close()
+    done = stored_keys(layout, gen)  # the part files, not the catalog: a running run holds that
     prices = load_prices(cfg.pricing)
     with tempfile.TemporaryDirectory(prefix="quant-batch-plan-") as tmp:
         plan = plan_corpus(cfg, layout, "dry-run", done, scratch=Path(tmp))
-        removed = count_removed(layout.live(gen), plan)
+        removed = count_removed(layout, gen, plan.live_tmp, plan.carry_doc_ids)
     st = plan.stats
     tokens = st.estimated_tokens
     return {
@@ -61,6 +56,7 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
         "chunks_new": st.chunks_pending,
         "chunks_unchanged": st.chunks_unchanged,
         "chunks_removed": removed,
+        "files_skipped": scan.skipped() or "none",
         "requests": st.batches,
         "estimated_tokens": tokens,
         "estimated_cost_usd": round(prices.embedding_cost(cfg.model, tokens), 6),
@@ -73,12 +69,9 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
 def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, Any]:
     layout = Layout(Path(cfg.out))
     manifest = load_manifest(cfg.manifest, cfg.defaults)
-    cat = _catalog(layout)
-    try:
-        done = cat.done_image_keys() if cat else set()
-    finally:
-        if cat:
-            cat.close()
+    with Snapshot(layout.root) as snap:
+        done = {r[0] for r in snap.con.execute(
+            "SELECT DISTINCT key FROM image_renders WHERE status = 'ok'").fetchall()} if snap.has_images else set()
     prices = load_prices(cfg.pricing)
     pending = [r for r in manifest.rows if r.key not in done]
     images = sum(int((r.request.get("imageGenerationConfig") or {}).get("numberOfImages", 1)) for r in pending)

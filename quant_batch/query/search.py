@@ -1,11 +1,13 @@
 """Semantic search over an index: embed the query with the index's own model, rank by cosine.
 
-Small indexes are ranked by DuckDB (``array_cosine_similarity`` over the ``chunks`` view), the
-same query a user can type. From ``MATRIX_MIN_ROWS`` live chunks on, the first search after a
+Search reads the last published index through a :class:`~quant_batch.query.snapshot.Snapshot`
+(never ``catalog.duckdb``), so it keeps answering while a run writes and switches to the new index
+when the run publishes it. Small indexes are ranked by DuckDB (``array_cosine_similarity`` over
+the ``chunks`` view), the same query a user can type on the catalog. From ``MATRIX_MIN_ROWS`` live chunks on, the first search after a
 run writes the live vectors once, unit-normalised, to a float32 matrix under ``state/`` and
 memory-maps it: an exact scan then costs one matrix-vector product (0.17 s at 1,000,000 × 1024
-here, against 0.8 s for DuckDB). The matrix is named after the live index's file stamp, so a run
-that changes the index makes the next search build a fresh one.
+here, against 0.8 s for DuckDB). The matrix is named after the published live file, so a run
+that publishes a new index makes the next search build a fresh one.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ import pyarrow as pa
 
 from quant_batch.client import QuantClient
 from quant_batch.errors import ConfigError
-from quant_batch.store.catalog import Catalog
+from quant_batch.query.snapshot import Snapshot
 from quant_batch.store.files import atomic_path
-from quant_batch.store.layout import Layout
 
 MATRIX_MIN_ROWS = 100_000
 
@@ -46,56 +47,70 @@ def search(
     out: Path, query: str, client: QuantClient, *, k: int = 10, matrix_min_rows: int = MATRIX_MIN_ROWS
 ) -> list[Hit]:
     """Top ``k`` live chunks of the index at ``out`` for ``query``."""
-    layout = Layout(Path(out))
-    gen = layout.active_generation()
-    if not layout.catalog.exists() or gen is None:
-        raise ConfigError(f"{out}: no complete index here yet; run `quant-batch embed` first")
-    # embed first: the catalog stays closed during the API call, so a run is never kept waiting
-    res = client.embed([query], model=gen["model"], dimensions=gen["dimensions"], normalize=gen["normalize"])
-    qvec: np.ndarray = res.vectors[0]
-    dim = int(gen["dimensions"])
-    with Catalog(layout, read_only=True) as cat:
-        matrix = _search_matrix(layout, cat, gen, matrix_min_rows)
+    if k < 1:
+        raise ConfigError(f"k must be at least 1 (got {k})")
+    snap = Snapshot(out)
+    try:
+        gen = snap.generation
+        if not snap.has_index or gen is None:
+            raise ConfigError(_no_index(snap))
+        # embed before scanning: a slow API call holds no files open
+        res = client.embed([query], model=gen["model"], dimensions=gen["dimensions"], normalize=gen["normalize"])
+        qvec: np.ndarray = res.vectors[0]
+        dim = int(gen["dimensions"])
+        matrix = _search_matrix(snap, gen, matrix_min_rows)
         if matrix is None:
-            rows = cat.con.execute(SEARCH_SQL.format(dim=dim), [qvec.tolist(), k]).fetchall()
+            rows = snap.con.execute(SEARCH_SQL.format(dim=dim), [qvec.tolist(), k]).fetchall()
             return [_hit(r[:5], r[5]) for r in rows]
         vectors, ids = matrix
         scores = vectors @ (qvec / (np.linalg.norm(qvec) or 1.0))
         top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
         top = top[np.argsort(-scores[top])]
-        by_id = {r[3]: r for r in cat.con.execute(ROWS_SQL, [[ids[i] for i in top]]).fetchall()}
+        by_id = {r[3]: r for r in snap.con.execute(ROWS_SQL, [[ids[i] for i in top]]).fetchall()}
+    finally:
+        snap.close()
     return [_hit(by_id[ids[i]], scores[i]) for i in top if ids[i] in by_id]
+
+
+def _no_index(snap: Snapshot) -> str:
+    out = snap.layout.root
+    if snap.has_images:
+        return f"{out}: this folder holds rendered images, not a search index; search an `embed` output folder"
+    if not snap.layout.root.exists():
+        return f"{out}: no such folder"
+    return f"{out}: no search index here yet; run `quant-batch embed` with --out {out} first"
 
 
 def _hit(row: tuple, score: float) -> Hit:
     return Hit(score=float(score), source_path=row[0], position=int(row[1]), doc_id=row[2], chunk_id=row[3], text=row[4])
 
 
-def _search_matrix(layout: Layout, cat: Catalog, gen: dict, min_rows: int) -> tuple[np.ndarray, list[str]] | None:
+def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray, list[str]] | None:
     """The memory-mapped unit-vector matrix of the live index, built if missing; None if small."""
+    layout = snap.layout
     live = layout.live(gen["generation"])
     if not live.exists():
         return None
     st = live.stat()
-    base = layout.state / f"search-{gen['generation']}-{st.st_mtime_ns}-{st.st_size}"
+    base = layout.state / f"search-{gen['generation']}-{live.stem}-{st.st_size}"
     vec_path, ids_path = base.with_suffix(".f32"), base.with_suffix(".ids.arrow")
     dim = int(gen["dimensions"])
     if not (vec_path.exists() and ids_path.exists()):
-        if cat.count("SELECT count(*) FROM chunks") < min_rows:
+        if snap.count("SELECT count(*) FROM live_chunks") < min_rows:
             return None
         for old in layout.state.glob(f"search-{gen['generation']}-*"):
             old.unlink(missing_ok=True)
-        _build_matrix(cat, vec_path, ids_path, dim)
+        _build_matrix(snap, vec_path, ids_path, dim)
     vectors = np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
     with pa.memory_map(str(ids_path)) as src:
         ids = pa.ipc.open_file(src).read_all().column("chunk_id").to_pylist()
     return vectors, ids
 
 
-def _build_matrix(cat: Catalog, vec_path: Path, ids_path: Path, dim: int) -> None:
+def _build_matrix(snap: Snapshot, vec_path: Path, ids_path: Path, dim: int) -> None:
     """Stream ``chunks`` into a float32 file of unit rows and an Arrow file of their ids."""
     ids: list[pa.Array] = []
-    reader = cat.con.cursor().sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
+    reader = snap.con.sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
     with atomic_path(vec_path) as tmp, open(tmp, "wb") as fh:
         for batch in reader:
             flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from quant_batch.client.config import ApiConfig, RateLimits
-from quant_batch.config_files import _Strict, parse_config, read_yaml
+from quant_batch.config_files import _Strict, load_yaml, parse_config, read_yaml
 from quant_batch.render.manifest import RenderDefaults
 
 
@@ -41,8 +41,8 @@ def resolve_render_config(target: str | Path, **overrides: Any) -> RenderConfig:
     """A YAML run config (with ``manifest:``), or a manifest file (.jsonl / .csv / .yaml rows)."""
     target = Path(target)
     if target.suffix.lower() in (".yaml", ".yml") and target.is_file():
-        data = read_yaml(target)
-        if "manifest" in data:
+        data = load_yaml(target)  # a bare list of rows is a manifest, not a config
+        if isinstance(data, dict) and "manifest" in data:
             data.update({k: v for k, v in overrides.items() if v is not None})
             return parse_config(RenderConfig, data, source=str(target))
     return load_render_config(None, manifest=str(target), **overrides)

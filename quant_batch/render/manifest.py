@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -148,6 +149,7 @@ class InputImage:
     field: str  # API path, e.g. "inPaintingParams.image" or "imageVariationParams.images[1]"
     path: Path  # resolved absolute path
     sha256: str
+    relative: str = ""  # POSIX path from the manifest's folder: what output files record
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ class RenderRow:
 
     def params(self) -> dict[str, Any]:
         """The request as flat fields (``FIELDS`` names) for a results table; images as paths."""
-        files = {i.field: str(i.path) for i in self.inputs}
+        # relative to the manifest, so an output folder can be moved or published
+        files = {i.field: i.relative or str(i.path) for i in self.inputs}
         reverse = _REVERSE[self.task_type]
         return {reverse.get(path, path): _replace_files(value, files.get)
                 for path, value in _leaves(self.request, stop=reverse.__contains__)}
@@ -256,6 +259,8 @@ def load_manifest(path: Path | str, defaults: RenderDefaults | None = None) -> M
         raise InputError(f"unsupported manifest type '{path.suffix}': use .jsonl, .csv or .yaml", path=shown)
     try:
         text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError("manifest not found; check the path", path=shown) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the manifest: {exc}", path=shown) from exc
     resolver = _Resolver(shown, path.resolve().parent, defaults or RenderDefaults())
@@ -418,7 +423,7 @@ class _Resolver:
         sha, problems = self._files[path, fld]
         for where, message in problems:
             self.problem(line, where, message)
-        inputs.append(InputImage(fld, path, sha or ""))
+        inputs.append(InputImage(fld, path, sha or "", _relative(path, self.base)))
         return placeholder
 
     def _check_mask_pair(self, task: str, inputs: list[InputImage], line: int) -> None:
@@ -583,6 +588,13 @@ def _check_file(path: Path, given: str, fld: str) -> tuple[str | None, list[tupl
     found = check_input_image(data, fld)
     problems = [(v.field, f"{v.message.replace('a base64-encoded ', 'a ')} ({given})") for v in found]
     return (None if problems else hashlib.sha256(data).hexdigest()), problems
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:  # another drive on Windows: no relative path exists
+        return str(path)
 
 
 def _row_key(request: dict[str, Any], inputs: list[InputImage]) -> str:

@@ -21,9 +21,9 @@ from PIL import Image
 
 from quant_batch.client import ImageResult, QuantClient
 from quant_batch.render.config import RenderConfig
-from quant_batch.errors import AuthError, InputError, QuantError, RequestRejected, TransientError
+from quant_batch.errors import RUN_STOPPERS, InputError, QuantError, RequestRejected, TransientError, stop_reason
 from quant_batch.hashing import sha256_hex
-from quant_batch.pricing import PriceTable, load_prices
+from quant_batch.pricing import Budget, PriceTable, load_prices
 from quant_batch.render.contact_sheet import write_contact_sheet
 from quant_batch.render.manifest import Manifest, RenderRow, build_request, load_manifest
 from quant_batch.render.rules import output_size
@@ -69,6 +69,9 @@ class RenderResult:
     throttled: int = 0
     cost_usd: float = 0.0
     image_sizes: dict[str, int] = field(default_factory=dict)
+    skipped_cap: int = 0
+    budget_halt: str | None = None
+    """A run-level failure met by this shard (refused token, unreachable service)."""
 
 
 def safe_output_path(root: Path, row_id: str, n: int) -> Path:
@@ -107,8 +110,9 @@ def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices:
         res.throttled += out.info.throttled
         # inside the try: an output name refused here (a planted symlink) fails this row only
         rows = _write_images(row, request, out, ctx, prices, res, latency)
-    except AuthError:
-        raise
+    except RUN_STOPPERS as exc:  # not the row's fault: it stays pending for the next run
+        res.budget_halt = stop_reason(exc)
+        return
     except (RequestRejected, TransientError, InputError) as exc:
         res.failed += 1
         errors.append(_failure(row, ctx, exc))
@@ -147,10 +151,10 @@ def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderCo
     quality = cfg.get("quality", "standard")
     model = request.get("modelId", "amazon.nova-canvas-v1:0")
     rows = []
-    for n, data in enumerate(out.images):
-        path = safe_output_path(Path(ctx.root), row.id, n)
+    # every name and size first: a row that fails here leaves no file behind
+    sized = [(safe_output_path(Path(ctx.root), row.id, n), data, *_png_info(data)) for n, data in enumerate(out.images)]
+    for n, (path, data, width, height) in enumerate(sized):
         write_bytes_atomic(path, data)
-        width, height = _png_info(data)
         cost = prices.image_cost(model, width, height, quality)
         res.cost_usd += cost
         size_key = f"{width}x{height}/{quality}"
@@ -170,13 +174,26 @@ def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderCo
 
 
 def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderContext, *, prices: PriceTable | None = None,
-                on_row: Callable[[], None] | None = None) -> RenderResult:
-    """Render ``rows`` one after another; failures become error records, never exceptions."""
+                budget: Budget | None = None, on_row: Callable[[], None] | None = None) -> RenderResult:
+    """Render ``rows`` one after another; failures become error records, never exceptions.
+
+    Each row's estimated cost is reserved from ``budget`` before it is sent (the spend cap), and
+    a refused token or an unreachable service halts the budget, so every shard stops sending.
+    """
     prices = prices or load_prices()
+    budget = budget if budget is not None else Budget(None)
     res = RenderResult()
     errors: list[ErrorRecord] = []
     for row in rows:
+        est = estimate_row_cost(row, prices)
+        if not budget.reserve(est):
+            res.skipped_cap += 0 if budget.halted else 1
+            continue
+        before = res.cost_usd
         _render_one(row, client, ctx, prices, res, errors)
+        budget.settle(est, res.cost_usd - before)
+        if res.budget_halt:
+            budget.halt(res.budget_halt)
         if on_row:
             on_row()
     if errors:
@@ -200,12 +217,16 @@ class RenderRun(RunSession):
     """The single-writer side of one render run; use as a context manager."""
 
     def __init__(self, config: RenderConfig, *, lock_wait: float = 0.0):
+        # read and check the manifest before the session opens: a mistyped path or an invalid
+        # manifest leaves no catalog and no run record behind
+        self.manifest: Manifest = load_manifest(config.manifest, config.defaults)
+        if self.manifest.problems and not config.skip_invalid:
+            self.manifest.raise_for_problems()
         super().__init__(config.out, "render", lock_wait=lock_wait)
         self.config = config
         self.prices = load_prices(config.pricing)
-        self.manifest: Manifest | None = None
         self.pending: list[RenderRow] = []
-        self.skipped_cap: list[RenderRow] = []
+        self.budget = Budget(config.max_cost)
         self.skipped_failed: list[RenderRow] = []  # failed terminally before; only replay resends them
         self.results: list[RenderResult] = []
         self.unchanged = 0
@@ -215,27 +236,18 @@ class RenderRun(RunSession):
         return RenderContext(str(self.layout.root), self.summary.run_id, self.config.embed_images)
 
     def make_plan(self, *, replay: bool | str = False) -> list[RenderRow]:
-        """Validate the manifest and pick the rows to render; raises if invalid (unless skip_invalid)."""
+        """Pick the rows of the (already validated) manifest to render."""
         assert self.catalog is not None
-        self.manifest = load_manifest(self.config.manifest, self.config.defaults)
-        if self.manifest.problems and not self.config.skip_invalid:
-            self.manifest.raise_for_problems()
-        self.summary.save(self.layout.runs)
+        models = [r.request.get("modelId", "amazon.nova-canvas-v1:0") for r in self.manifest.rows]
+        self.check_prices(self.prices, "images", models, self.config.max_cost)
         done = self.catalog.done_image_keys()
         dead = self.catalog.dead_letter_keys(("render",), replay=replay) - done
-        budget = self.config.max_cost
-        planned = 0.0
         for row in self.manifest.rows:
             if row.key in done:
                 self.unchanged += 1
             elif row.key in dead:
                 self.skipped_failed.append(row)
             else:
-                est = estimate_row_cost(row, self.prices)
-                if budget is not None and planned + est > budget + 1e-12:
-                    self.skipped_cap.append(row)
-                    continue
-                planned += est
                 self.pending.append(row)
         return self.pending
 
@@ -245,12 +257,14 @@ class RenderRun(RunSession):
     def absorb(self, result: RenderResult) -> None:
         assert self.catalog is not None
         self.results.append(result)
+        if result.budget_halt:
+            self.budget.halt(result.budget_halt)
         self.catalog.load_image_parts([Path(p) for p in result.parts])
         if result.error_part:
             self.catalog.load_error_parts([Path(result.error_part)])
 
     def finish(self) -> RunSummary:
-        assert self.catalog is not None and self.manifest is not None
+        assert self.catalog is not None
         s, cat = self.summary, self.catalog
         invalid = [
             ErrorRecord(s.run_id, "validate", r.reason, source_path=str(self.manifest.path), line=r.line, doc_id=r.id)
@@ -274,15 +288,12 @@ class RenderRun(RunSession):
             "throttled": tot.throttled,
             "images": tot.images,
             "images_by_size": tot.image_sizes,
-            "skipped_cap": len(self.skipped_cap),
+            "skipped_cap": tot.skipped_cap,
             "skipped_failed": len(self.skipped_failed),
         }
-        if self.skipped_cap:
-            s.finish("partial", f"spend cap ${self.config.max_cost} reached; {len(self.skipped_cap)} rows left for the next run")
-        elif s.errors:
-            s.finish("errors", f"{s.errors} rows failed; see the errors table and index.html")
-        else:
-            s.finish("completed")
+        status, reason, code = self.outcome(failed=s.errors, skipped=tot.skipped_cap,
+                                            dead=len(self.skipped_failed), unit="rows")
+        s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
         cat.sync()
         write_contact_sheet(cat, self.layout.root, s,
@@ -296,6 +307,7 @@ def render_manifest(config: RenderConfig, client: QuantClient, *, replay: bool |
     with RenderRun(config, lock_wait=lock_wait) as run:
         run.make_plan(replay=replay)
         run_in_threads(run, run.shards(),
-                       lambda shard: render_rows(shard, client, run.context, prices=run.prices, on_row=on_row),
+                       lambda shard: render_rows(shard, client, run.context, prices=run.prices, budget=run.budget,
+                                                 on_row=on_row),
                        config.concurrency)
         return run.finish()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from quant_batch.pricing import PriceTable, check_priced
 from quant_batch.runs.summary import RunSummary, new_run_id
 
 if TYPE_CHECKING:
+    from quant_batch.pricing import Budget
     from quant_batch.store.catalog import Catalog
 
 
@@ -31,6 +34,39 @@ class RunSession:
 
     def prepare(self) -> None:
         """Clean-up a subclass needs under the lock, before the catalog opens."""
+
+    def check_prices(self, prices: PriceTable, kind: str, models: Iterable[str], cap: float | None) -> None:
+        """Warn in the summary about models with no price; refuse them when a spend cap is set."""
+        for model in sorted(set(models)):
+            warning = check_priced(prices, kind, model, cap)
+            if warning and warning not in self.summary.warnings:
+                self.summary.warnings.append(warning)
+
+    def outcome(self, *, failed: int, skipped: int, dead: int, unit: str,
+                budget: Budget | None = None) -> tuple[str, str | None, int | None]:
+        """The status, reason and exit code of a finished run: one rule for every kind of run.
+
+        Args:
+            failed: records of this run that failed.
+            skipped: units not sent because the spend cap was reached.
+            dead: units skipped because they failed terminally in an earlier run and are still
+                part of the sources (dead letters a cron job must keep seeing).
+            unit: what ``skipped`` counts, for the message.
+            budget: the run's budget; a halted budget means the run stopped on a run-level failure.
+        """
+        budget = budget if budget is not None else getattr(self, "budget", None)
+        if budget is not None and budget.halted:
+            return "failed", f"stopped: {budget.halted}", 2
+        if skipped:
+            cap = budget.cap if budget is not None else None
+            return "partial", f"spend cap ${cap} reached; {skipped} {unit} left for the next run", None
+        if failed:
+            return "errors", f"{failed} records failed; see `quant-batch errors {self.layout.root}`", None
+        if dead:
+            return "dead_letters", (
+                f"{dead} records that failed before are still not indexed; fix their source or run "
+                "`quant-batch replay`"), None
+        return "completed", None, None
 
     def __enter__(self):
         from quant_batch.store.catalog import Catalog

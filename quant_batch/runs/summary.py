@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from quant_batch.errors import InputError
 from quant_batch.store.files import write_bytes_atomic
 
 
@@ -18,9 +19,20 @@ def new_run_id(kind: str) -> str:
     return f"{kind}-{stamp}-{secrets.token_hex(3)}"
 
 
+STATUSES = {
+    # status: (exit code, meaning)
+    "completed": (0, "everything planned was done, and nothing is failing"),
+    "errors": (1, "some records of this run failed; they are in the errors table (`quant-batch errors`)"),
+    "partial": (1, "the spend cap stopped the run; the next run goes on from there"),
+    "dead_letters": (3, "this run succeeded, but records that failed terminally before are still missing "
+                        "(fix the source or `quant-batch replay`)"),
+    "failed": (1, "the run stopped: an unexpected error, or (exit 2) a refused token or unreachable service"),
+}
+
+
 @dataclass
 class RunSummary:
-    """What a run did; ``status`` is completed, partial (cap or failures) or failed."""
+    """What a run did. ``status`` is one of :data:`STATUSES` (``running`` while it runs)."""
 
     run_id: str
     kind: str
@@ -32,6 +44,10 @@ class RunSummary:
     errors: int = 0
     cost_usd: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """Things the user should know that did not fail the run (e.g. a model with no known price)."""
+    exit_code: int = 0
+    """What the CLI exits with for this run (see :data:`STATUSES`)."""
 
     @property
     def wall_s(self) -> float:
@@ -47,15 +63,17 @@ class RunSummary:
         write_bytes_atomic(path, json.dumps(self.to_dict(), indent=2, default=str).encode())
         return path
 
-    def finish(self, status: str, reason: str | None = None) -> None:
+    def finish(self, status: str, reason: str | None = None, *, exit_code: int | None = None) -> None:
         self.finished_at = time.time()
         self.status = status
         self.reason = reason
+        self.exit_code = STATUSES[status][0] if exit_code is None else exit_code
 
     def table(self) -> list[tuple[str, str]]:
         """Rows for a printed or artifact summary."""
         rows = [("run", self.run_id), ("status", self.status + (f" ({self.reason})" if self.reason else ""))]
-        rows += [(k.replace("_", " "), str(v)) for k, v in self.stats.items()]
+        rows += [(k.replace("_", " "), _show(v)) for k, v in self.stats.items()]
+        rows += [("warning", w) for w in self.warnings]
         rows += [
             ("api calls", str(self.api_calls)),
             ("errors", str(self.errors)),
@@ -63,6 +81,13 @@ class RunSummary:
             ("wall time (s)", f"{self.wall_s:.2f}"),
         ]
         return rows
+
+
+def _show(value: Any) -> str:
+    """A stat as a person reads it: ``{"320x320/standard": 3}`` becomes ``320x320/standard 3``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    return str(value)
 
 
 def list_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
@@ -74,3 +99,23 @@ def list_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue  # being rewritten right now
     return sorted(runs, key=lambda r: r.get("started_at") or 0, reverse=True)[:limit]
+
+
+def check_replay_target(out: Path, kind: str, run_id: str | None = None) -> None:
+    """Refuse a replay that has nothing to resend, before anything is opened or sent.
+
+    Replay resends the dead letters of an existing output folder: ``out`` must hold summaries
+    of ``kind`` runs, and ``run_id`` (when given) must be one of them.
+
+    Raises:
+        InputError: ``out`` holds no ``kind`` output, or ``run_id`` is not a run recorded there.
+    """
+    runs_dir = out / "runs"
+    runs = [r for r in list_runs(runs_dir, limit=10**9) if r.get("kind") == kind]
+    if not runs:
+        raise InputError(f"{out} holds no {kind} output (no {kind} run summaries under runs/); replay only resends "
+                         f"the failures of an existing output folder: run `quant-batch {kind}` first, or pass --out")
+    if run_id is not None and not any(r.get("run_id") == run_id for r in runs):
+        recent = ", ".join(str(r.get("run_id")) for r in runs[:3])
+        raise InputError(f"no {kind} run {run_id!r} in {runs_dir}; recent {kind} runs: {recent} "
+                         f"(see `quant-batch runs {out}`)")

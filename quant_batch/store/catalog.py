@@ -56,8 +56,8 @@ def _ident(name: str) -> str:
     return name
 
 
-def _sql_list(paths: Iterable[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+def _files(paths: Iterable[Path]) -> list[str]:
+    return [str(p) for p in paths]
 
 
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
@@ -90,7 +90,7 @@ class Catalog:
         wait = (0.0 if read_only else 30.0) if wait_seconds is None else wait_seconds
         self.con = _connect(layout.catalog, read_only, wait)
         # DuckDB's default buffer pool is 80% of RAM: bound it so a run's memory stays flat
-        self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        self.con.execute("SET memory_limit = ?", [MEMORY_LIMIT])
         if not read_only:
             self.con.execute(_DDL)
 
@@ -130,12 +130,17 @@ class Catalog:
         return path.relative_to(self.layout.root).as_posix()
 
     def _load(self, kind: str, paths: list[Path], insert_sql: str) -> int:
+        """Run ``insert_sql`` over the new ``paths``; its ``$files`` and ``$root`` are bound
+        parameters (the file list, and the output folder's prefix to strip from file names)."""
         paths = self._new_parts(paths)
         if not paths:
             return 0
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(insert_sql.format(files=_sql_list(paths)))
+            params = {"files": _files(paths)}
+            if "$root" in insert_sql:
+                params["root"] = f"{self.layout.root}/"
+            self.con.execute(insert_sql, params)
             for p in paths:
                 rows = pq.read_metadata(p).num_rows
                 self.con.execute(
@@ -169,25 +174,23 @@ class Catalog:
         normalize = meta.get(b"normalize", b"true").decode() == "true"
         table = self.ensure_generation(generation, model, dims, normalize)
         cols = ", ".join(VECTOR_COLUMNS)
-        root = str(self.layout.root).replace("'", "''")
         # an anti-join instead of a primary key: an ART index over every key cost more CPU per
         # load than the insert itself, and memory that grows with the index. Parts loaded
         # together never share a key (a run plans each key once, and sync loads a crashed
         # run's parts before the next run plans), so no window dedupe is needed: it would
         # hold every vector of the load in memory at once
         sql = (
-            f"INSERT INTO {table} ({cols}, part) SELECT {cols}, replace(filename, '{root}/', '') "
-            f"FROM read_parquet({{files}}, filename=true) p "
+            f"INSERT INTO {table} ({cols}, part) SELECT {cols}, replace(filename, $root, '') "
+            "FROM read_parquet($files, filename=true) p "
             f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.key = p.key)"
         )
         return self._load("vectors", paths, sql)
 
     def load_error_parts(self, paths: list[Path]) -> int:
-        root = str(self.layout.root).replace("'", "''")
         sql = (
             "INSERT OR IGNORE INTO errors SELECT error_id, run_id, stage, source_path, line, doc_id, "
             "chunk_id, key, status, kind, message, retryable, created_at, "
-            f"replace(filename, '{root}/', '') FROM read_parquet({{files}}, filename=true)"
+            "replace(filename, $root, '') FROM read_parquet($files, filename=true)"
         )
         return self._load("errors", paths, sql)
 
@@ -197,8 +200,8 @@ class Catalog:
             return 0
         if not self._has_table("image_renders"):
             self.con.execute(
-                f"CREATE TABLE image_renders AS SELECT * FROM read_parquet({_sql_list(paths[:1])}, "
-                "union_by_name=true) LIMIT 0"
+                "CREATE TABLE image_renders AS SELECT * FROM read_parquet(?, union_by_name=true) LIMIT 0",
+                [_files(paths[:1])],
             )
             self.con.execute(
                 # the newest render of each row wins as a whole: a re-render with fewer
@@ -209,7 +212,7 @@ class Catalog:
         return self._load(
             "images",
             paths,
-            "INSERT INTO image_renders BY NAME SELECT * FROM read_parquet({files}, union_by_name=true)",
+            "INSERT INTO image_renders BY NAME SELECT * FROM read_parquet($files, union_by_name=true)",
         )
 
     def load_enrich_parts(self, table: str, paths: list[Path]) -> int:
@@ -229,10 +232,9 @@ class Catalog:
         self._ensure_enrich_table(table, types)
         cols = ", ".join(f'"{c}"' for c in types)
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in [*types, "part"] if c not in ("key", "template_hash"))
-        root = str(self.layout.root).replace("'", "''")
         sql = (
-            f"INSERT INTO {table} BY NAME SELECT * FROM (SELECT {cols}, replace(filename, '{root}/', '') AS part "
-            "FROM read_parquet({files}, union_by_name=true, filename=true)) "
+            f"INSERT INTO {table} BY NAME SELECT * FROM (SELECT {cols}, replace(filename, $root, '') AS part "
+            "FROM read_parquet($files, union_by_name=true, filename=true)) "
             "QUALIFY row_number() OVER (PARTITION BY key, template_hash ORDER BY created_at DESC) = 1 "
             f"ON CONFLICT (key, template_hash) DO UPDATE SET {updates} WHERE excluded.created_at >= {table}.created_at"
         )

@@ -50,7 +50,7 @@ def test_sample_corpus_end_to_end(corpus, tmp_path, client, emulator):
     assert runs == [("completed", summary.api_calls)]
 
     hits = search(out, "what time does the library open on sunday", client, k=3)
-    assert hits[0].source_path == "library/opening-hours.md"
+    assert hits[0].source_path == "corpus/library/opening-hours.md"
     assert hits[0].score >= hits[-1].score
 
 
@@ -93,8 +93,8 @@ def test_edit_delete_add_moves_only_their_chunks(corpus, tmp_path, client, emula
     assert s.stats["chunks_removed"] == deleted_chunks + gone_from_edit
     after = query(cfg.out, "SELECT count(*) FROM chunks")[0][0]
     assert after == total_before - deleted_chunks - len(old_edit) + len(new_edit) + 1
-    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'recipes/soups.md'")[0][0] == 0
-    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'branches/parking.txt'")[0][0] == 1
+    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'corpus/recipes/soups.md'")[0][0] == 0
+    assert query(cfg.out, "SELECT count(*) FROM chunks WHERE doc_id = 'corpus/branches/parking.txt'")[0][0] == 1
 
 
 def test_crash_between_part_write_and_ledger_mark(corpus, tmp_path, emulator, api_env):
@@ -137,7 +137,7 @@ def test_bad_inputs_become_error_rows(corpus, tmp_path, client):
     assert s.status == "errors"
     errs = query(cfg.out, "SELECT source_path, stage FROM errors WHERE run_id = ?", [s.run_id])
     failed = {p for p, stage in errs if stage == "read"}
-    assert {"bad/binary.txt", "bad/empty.md", "bad/corrupt.pdf", "bad/random.txt"} <= failed
+    assert {"corpus/bad/binary.txt", "corpus/bad/empty.md", "corpus/bad/corrupt.pdf", "corpus/bad/random.txt"} <= failed
     good = query(cfg.out, "SELECT count(DISTINCT doc_id) FROM chunks")[0][0]
     assert good == s.stats["documents"] - s.stats["documents_failed"]
 
@@ -152,7 +152,7 @@ def test_poison_text_is_isolated_by_bisection(tmp_path, client, emulator):
     s = run_corpus(cfg, client)
     assert s.stats["embedded"] == 38
     errs = query(cfg.out, "SELECT doc_id, status, message FROM errors WHERE stage = 'embed' ORDER BY doc_id")
-    assert [e[0] for e in errs] == ["n07.txt", "n31.txt"]
+    assert [e[0] for e in errs] == ["docs/n07.txt", "docs/n31.txt"]
     assert all(e[1] == 400 and e[2] for e in errs)
     # bisection: far fewer calls than one per text
     assert api_calls(emulator) < 20
@@ -173,8 +173,8 @@ def test_quality_gate_rejects_bad_vectors(tmp_path, client):
     s = run_corpus(cfg, client)
     assert s.stats["embedded"] == 1
     rows = query(cfg.out, "SELECT doc_id, stage, message FROM errors")
-    assert rows == [("nan.txt", "quality", "vector has NaN or infinite values")]
-    assert query(cfg.out, "SELECT doc_id FROM chunks") == [("ok.txt",)]
+    assert rows == [("docs/nan.txt", "quality", "vector has NaN or infinite values")]
+    assert query(cfg.out, "SELECT doc_id FROM chunks") == [("docs/ok.txt",)]
 
 
 def test_catalog_rebuild_from_parts(corpus, tmp_path, client):
@@ -237,13 +237,75 @@ def test_replay_command_resends_exactly_the_dead_letters(tmp_path, client, emula
     base = ["replay", str(cfg_file), "--no-prefect"]
 
     before = api_calls(emulator)
+    runs_before = sorted(p.name for p in (cfg.out / "runs").iterdir())
     res = runner.invoke(app, [*base, "--run", "embed-some-other-run"])
-    assert res.exit_code == 0, res.output  # nothing of that run to replay: nothing sent
+    assert res.exit_code == 2, res.output  # an unknown run id is a mistake, not an empty success
+    assert "embed-some-other-run" in res.output and first.run_id in res.output  # names a real one
     assert api_calls(emulator) == before
+    assert sorted(p.name for p in (cfg.out / "runs").iterdir()) == runs_before  # no run recorded
 
     res = runner.invoke(app, [*base, "--run", first.run_id])
     assert res.exit_code == 1  # the poison text fails again, and says so
     assert api_calls(emulator) == before + 1
-    rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'n05.txt' AND stage = 'embed'")
+    rows = query(cfg.out, "SELECT count(*) FROM errors WHERE doc_id = 'docs/n05.txt' AND stage = 'embed'")
     assert rows[0][0] == 2
     assert query(cfg.out, "SELECT count(*) FROM chunks")[0][0] == 11
+
+
+def test_replay_never_starts_a_fresh_run(tmp_path, api_env, monkeypatch):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Some text worth paying for.")
+    monkeypatch.chdir(tmp_path)  # the default output folder, data/index, is relative
+    runner = CliRunner()
+    for argv in (["replay", str(docs)], ["replay", str(docs), "--out", str(tmp_path / "empty")],
+                 ["replay", str(docs), "--run", "embed-20240101T000000-abcdef"]):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        res = runner.invoke(app, [*argv, "--no-prefect"])
+        assert res.exit_code == 2, res.output
+        assert "holds no embed output" in " ".join(res.output.split())
+    assert api_calls(api_env) == 0
+    assert not (tmp_path / "data").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def _docs(folder: Path, names: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_text(f"Contents of {name}, long enough to be a chunk of its own.")
+    return folder
+
+
+@pytest.mark.parametrize("names, include, expected", [
+    ([], None, "matched 0 documents; the folder holds no files"),
+    (["a.xyz", "b.xyz", "c.bin"], None, "matched 0 documents; skipped 3 files: .xyz 2, .bin 1 (unsupported)"),
+    (["a.md", "b.md", "c.bin"], ["*.rst"],
+     "matched 0 documents; skipped 3 files: .bin 1 (unsupported); .md 2 (not matched by include/exclude)"),
+], ids=["empty", "unsupported", "include-matches-nothing"])
+def test_zero_matched_documents_is_exit_2_and_records_no_run(tmp_path, api_env, names, include, expected):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    docs = _docs(tmp_path / "docs", names)
+    out = tmp_path / "index"
+    source = {"path": str(docs), **({"include": include} if include else {})}
+    cfg_file = tmp_path / "corpus.yaml"
+    cfg_file.write_text(corpus_config(docs, out, sources=[source]).model_dump_json())
+    res = CliRunner().invoke(app, ["embed", str(cfg_file), "--no-prefect"])
+
+    assert res.exit_code == 2, res.output
+    message = " ".join(res.output.split())
+    assert str(docs) in message and expected in message
+    assert api_calls(api_env) == 0 and not out.exists()  # no run record, no catalog
+
+
+def test_a_run_says_which_files_it_skipped(tmp_path, client, emulator):
+    docs = _docs(tmp_path / "docs", ["a.md", "b.txt", "notes.xyz", "data.csv"])
+    summary = run_corpus(corpus_config(docs, tmp_path / "index"), client)
+    assert summary.status == "completed" and summary.stats["documents"] == 2
+    assert summary.stats["files_skipped"] == ".csv 1, .xyz 1 (unsupported)"
+    assert ("files skipped", ".csv 1, .xyz 1 (unsupported)") in summary.table()

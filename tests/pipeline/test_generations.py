@@ -24,7 +24,7 @@ def test_dimension_change_switches_only_when_complete(corpus, tmp_path, client, 
     assert query(out, "SELECT typeof(vector), count(*) FROM chunks GROUP BY 1") == [("FLOAT[1024]", n_chunks)]
     emulator.set_faults()
     hit = search(out, "opening hours", client, k=1)[0]
-    assert hit.source_path == "library/opening-hours.md"
+    assert hit.source_path == "corpus/library/opening-hours.md"
 
     # the retry completes the new generation, and search moves to it
     done = run_corpus(corpus_config(corpus, out, dimensions=512), client)
@@ -33,4 +33,4 @@ def test_dimension_change_switches_only_when_complete(corpus, tmp_path, client, 
     # both generations' vectors are still on disk and in the catalog
     tables = {r[0] for r in query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")}
     assert len(tables) == 2
-    assert search(out, "opening hours", client, k=1)[0].source_path == "library/opening-hours.md"
+    assert search(out, "opening hours", client, k=1)[0].source_path == "corpus/library/opening-hours.md"

@@ -439,3 +439,60 @@ def test_rerender_with_fewer_images_removes_the_old_extras(tmp_path, api_env):
     assert render(1).stats["images"] == 1
     assert sorted(p.name for p in out.glob("fox_*.png")) == ["fox_0.png"]
     assert query(out, "SELECT n FROM images WHERE id = 'fox'") == [(0,)]
+
+
+def test_an_answer_with_broken_image_bytes_fails_its_row_only(tmp_path, api_env):
+    # a 200 whose base64 decodes to half a PNG: the service sent garbage, so the row's error is
+    # retryable, no file is left for it, and the rows after it still render
+    manifest = _write_manifest(tmp_path / "m", [
+        _t2i("before", "A harbour at noon"),
+        _t2i("garbage", "A broken __BAD_IMAGE__ answer"),
+        _t2i("after", "A harbour at dusk"),
+    ])
+    out = tmp_path / "out"
+    with build_client(ApiConfig(max_attempts=2), RateLimits(), pool_size=1, images=True) as image_client:
+        summary = render_manifest(_config(manifest, out, concurrency=1), image_client)
+
+        assert summary.status == "errors" and summary.errors == 1 and summary.stats["rendered"] == 2
+        assert sorted(p.name for p in out.glob("*.png")) == ["after_0.png", "before_0.png"]
+        errors = query(out, "SELECT doc_id, kind, retryable, line, message FROM errors")
+        assert len(errors) == 1
+        doc_id, kind, retryable, line, message = errors[0]
+        assert (doc_id, kind, retryable, line) == ("garbage", "BadResponse", True, 2)
+        assert "not a valid PNG/JPEG" in message
+        # retried inside the call (2 attempts), then by the next normal run, not left for replay only
+        assert api_env.stats()["by_endpoint"]["image-generation"] == {"200": 4}
+        again = render_manifest(_config(manifest, out, concurrency=1), image_client)
+    assert again.api_calls == 1 and again.stats["skipped_failed"] == 0 and again.errors == 1
+    assert api_env.stats()["by_endpoint"]["image-generation"] == {"200": 6}
+
+
+def test_outputs_hold_no_machine_paths_and_read_as_text(tmp_path, image_client, emulator):
+    # an output folder is published or moved: input images are named relative to the manifest
+    manifest = _write_manifest(tmp_path / "m", [
+        {"id": "variation", "task": "IMAGE_VARIATION", "prompt": "A coffee mug", "images": ["images/mug.png"],
+         "width": 320, "height": 320, "seed": 6},
+        _t2i("plain", "A lighthouse", seed=1),
+    ])
+    out = tmp_path / "out"
+    render_manifest(_config(manifest, out), image_client)
+
+    params = dict(query(out, "SELECT id, params FROM images"))
+    assert json.loads(params["variation"])["images"] == ["images/mug.png"]
+    sheet = (out / "index.html").read_text(encoding="utf-8")
+    for text in (sheet, *params.values()):
+        assert str(tmp_path) not in text
+    assert "images/mug.png" in sheet
+    # the summary table shows sizes as "320x320/standard 2", not a Python dict
+    assert "<th>images by size</th><td>320x320/standard 2</td>" in sheet
+
+
+def test_a_mistyped_manifest_creates_nothing(tmp_path, api_env):
+    from typer.testing import CliRunner
+
+    from quant_batch.cli import app
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["render", str(tmp_path / "nope.csv"), "--out", str(out), "--no-prefect"])
+    assert res.exit_code == 2 and "nope.csv: manifest not found" in " ".join(res.output.split())
+    assert not out.exists()  # no catalog.duckdb, no run record

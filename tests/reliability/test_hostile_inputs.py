@@ -33,13 +33,13 @@ OUTSIDE_SECRET = "OUTSIDE-SECRET-CONTENT must never be indexed"
 UTF8_LINE = "Café crème brûlée, naïve résumé, Zürich Straße. "
 # file -> what its error must say (lowercase fragment)
 BAD_FILES = {
-    "bad/binary.txt": "binary file",
-    "bad/png_named.md": "binary file",
-    "bad/empty.md": "empty document",
-    "bad/blank.txt": "empty document",
-    "bad/broken_utf8.txt": "utf-8",
-    "bad/corrupt.pdf": "corrupt pdf",
-    "bad/truncated.pdf": "corrupt pdf",
+    "corpus/bad/binary.txt": "binary file",
+    "corpus/bad/png_named.md": "binary file",
+    "corpus/bad/empty.md": "empty document",
+    "corpus/bad/blank.txt": "empty document",
+    "corpus/bad/broken_utf8.txt": "utf-8",
+    "corpus/bad/corrupt.pdf": "corrupt pdf",
+    "corpus/bad/truncated.pdf": "corrupt pdf",
 }
 
 
@@ -129,16 +129,16 @@ def test_bad_documents_become_located_errors_and_the_rest_is_indexed(hostile_run
     assert "invalid json" in rows[0][1].lower() and "duplicate id" in rows[3][1]
 
     docs = dict(query(out, "SELECT doc_id, count(*) FROM chunks GROUP BY doc_id"))
-    for name in ("good0.md", "good4.md", "huge_line.txt", "long_word.txt", "deep.html", "rows.jsonl#r1",
+    for name in ("corpus/good0.md", "corpus/good4.md", "corpus/huge_line.txt", "corpus/long_word.txt", "corpus/deep.html", "rows.jsonl#r1",
                  "rows.jsonl#r7"):
         assert docs.get(name), f"{name} was not indexed: {sorted(docs)}"
-    assert docs["huge_line.txt"] > 1000  # 5 MB on one line is cut, not sent as one text
+    assert docs["corpus/huge_line.txt"] > 1000  # 5 MB on one line is cut, not sent as one text
     longest = query(out, "SELECT max(length(text)) FROM chunks")[0][0]
     assert longest <= 4000
-    word = query(out, "SELECT string_agg(text, '') FROM (SELECT text FROM chunks WHERE doc_id = 'long_word.txt' "
+    word = query(out, "SELECT string_agg(text, '') FROM (SELECT text FROM chunks WHERE doc_id = 'corpus/long_word.txt' "
                       "ORDER BY position)")[0][0]
     assert set(word) == {"x"} and len(word) >= 60_000
-    deep = query(out, "SELECT text FROM chunks WHERE doc_id = 'deep.html'")
+    deep = query(out, "SELECT text FROM chunks WHERE doc_id = 'corpus/deep.html'")
     assert deep == [("deep text inside five thousand divs",)]
     # identical pieces of the long word share one key and one vector
     assert summary.stats["embedded"] == summary.stats["chunks_total"] - summary.stats["chunks_duplicate"]
@@ -147,7 +147,7 @@ def test_bad_documents_become_located_errors_and_the_rest_is_indexed(hostile_run
 
 def test_symlinks_out_of_the_corpus_are_not_followed(hostile_run):
     summary, out, before, after = hostile_run
-    leaked = query(out, "SELECT count(*) FROM chunks WHERE text LIKE '%OUTSIDE-SECRET%' OR doc_id LIKE 'leak%'")
+    leaked = query(out, "SELECT count(*) FROM chunks WHERE text LIKE '%OUTSIDE-SECRET%' OR doc_id LIKE 'corpus/leak%'")
     assert leaked == [(0,)]
 
 
@@ -156,7 +156,7 @@ def test_symlinks_out_of_the_corpus_are_reported(hostile_run):
     not only in a log line: otherwise a user cannot tell why it is missing from the index."""
     summary, out, before, after = hostile_run
     paths = {p for (p,) in query(out, "SELECT source_path FROM errors")}
-    assert {"leak.txt", "leakdir"} <= paths, sorted(paths)
+    assert {"corpus/leak.txt", "corpus/leakdir"} <= paths, sorted(paths)
 
 
 def test_utf8_with_broken_bytes_is_never_indexed_as_mojibake(hostile_run):

@@ -27,7 +27,6 @@ from quant_batch.embed.config import CorpusConfig
 from quant_batch.render.config import RenderConfig
 from quant_batch.config_files import parse_config
 from quant_batch.embed.run import run_corpus
-from quant_batch.errors import AuthError
 from quant_batch.render.run import render_manifest
 
 from tests.conftest import TEST_ORG, TEST_TOKEN
@@ -146,10 +145,12 @@ def test_library_runs_leak_no_token(scenario, tmp_path, faulty, caplog, capsys):
                     _capture(lambda: render_manifest(RenderConfig(manifest=manifest, out=renders), c))]
         _assert_clean("client repr", repr(c) + repr(c.settings) + str(c.settings.model_dump()))
 
+    assert failures == [None, None], failures  # a refused token stops the run; it does not raise
     if scenario == "wrong-token":
-        assert all(isinstance(f, AuthError) and f.status == 403 for f in failures), failures
-    else:
-        assert failures == [None, None], failures
+        for folder in (out, renders):
+            (summary,) = [json.loads(f.read_text()) for f in (folder / "runs").glob("*.json")]
+            assert summary["status"] == "failed" and "refused the credentials" in summary["reason"], summary
+            _assert_clean(f"{scenario} summary", json.dumps(summary))
     for exc in filter(None, failures):
         _assert_clean(f"{scenario} exception", _formatted(exc))
     if scenario == "ok":  # the 400s: a poisoned text and a blocked prompt became error rows

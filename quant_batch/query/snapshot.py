@@ -1,0 +1,118 @@
+"""A read-only view of an output folder as last published: what every reader queries.
+
+``catalog.duckdb`` belongs to the one writer, and a running run keeps it open, so readers
+(``search``, ``errors``, ``plan``, the web page) never open it. A :class:`Snapshot` is an
+in-memory DuckDB whose views sit over the durable files instead:
+
+- ``live_chunks``, ``documents``: the files the index pointer names (``store/state.py`` publishes
+  them whole and replaces the pointer last, so a snapshot sees the previous index or the new one);
+- ``chunks``: live chunks joined with their vectors from the committed vector parts;
+- ``errors``: every committed error part; ``runs``: the run summaries;
+- ``image_renders`` and ``images`` (the newest render of each manifest row).
+
+File lists are taken when the snapshot opens; parts committed later are not seen until the next
+snapshot. Paths go to DuckDB as relation arguments, never pasted into SQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from quant_batch.runs.summary import list_runs
+from quant_batch.store.catalog import MEMORY_LIMIT
+from quant_batch.store.layout import Layout
+from quant_batch.store.records import ERROR_SCHEMA
+
+RUN_COLUMNS = ("run_id", "kind", "status", "reason", "started_at", "finished_at", "wall_s", "api_calls", "errors",
+               "cost_usd")
+
+
+class Snapshot:
+    """Views over the published files of one output folder; use as a context manager."""
+
+    def __init__(self, out: Path | str):
+        self.layout = Layout(Path(out))
+        self.generation: dict[str, Any] | None = self.layout.active_generation()
+        self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+        self._views()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def has_index(self) -> bool:
+        """True when a corpus index has been published here."""
+        return self.generation is not None and self.layout.live(self.generation["generation"]).exists()
+
+    @property
+    def has_images(self) -> bool:
+        return any(self.layout.image_parts.glob("*.parquet"))
+
+    @property
+    def has_output(self) -> bool:
+        """True when anything quant-batch writes is here (an index, images, runs or errors)."""
+        return self.has_index or self.has_images or any(self.layout.runs.glob("*.json"))
+
+    def _view(self, name: str, paths: list[Path], **kw: Any) -> bool:
+        if not paths:
+            return False
+        self.con.read_parquet([str(p) for p in paths], **kw).create_view(name)
+        return True
+
+    def _views(self) -> None:
+        lay = self.layout
+        if self.has_index:
+            assert self.generation is not None
+            gen = self.generation["generation"]
+            self._view("live_chunks", [lay.live(gen)])
+            if not self._view("documents", [lay.documents(gen)] if lay.documents(gen).exists() else []):
+                self.con.execute("CREATE VIEW documents AS SELECT DISTINCT doc_id, source_path FROM live_chunks")
+            parts = sorted(lay.vector_parts(gen).glob("*.parquet"))
+            if self._view("vector_parts", parts):
+                # a key is stored once per vector space; a part committed twice (a task that ran
+                # twice) must not double a hit, hence the QUALIFY
+                dim = int(self.generation["dimensions"])  # Parquet lists read as FLOAT[]; search needs FLOAT[dim]
+                self.con.execute(
+                    "CREATE VIEW chunks AS SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, "
+                    f"l.end_char, l.text, l.key, v.tokens, v.model, v.dimensions, v.normalize, v.vector::FLOAT[{dim}] "
+                    "AS vector "
+                    "FROM live_chunks l JOIN vector_parts v USING (key) "
+                    "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1"
+                )
+        if not self._view("errors", sorted(lay.error_parts.glob("*.parquet")), union_by_name=True):
+            self.con.from_arrow(ERROR_SCHEMA.empty_table()).create_view("errors")
+        runs = [{c: r.get(c) for c in RUN_COLUMNS} for r in list_runs(lay.runs, limit=1_000_000)]
+        self.con.register("runs", pa.Table.from_pylist(runs) if runs else pa.table({c: pa.array([], pa.string())
+                                                                                    for c in RUN_COLUMNS}))
+        if self._view("image_renders", sorted(lay.image_parts.glob("*.parquet")), union_by_name=True):
+            self.con.execute(
+                "CREATE VIEW images AS SELECT * FROM image_renders "
+                "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)"
+            )
+
+    def count(self, sql: str, params: list[Any] | None = None) -> int:
+        rows = self.con.execute(sql, params or []).fetchall()
+        return int(rows[0][0]) if rows else 0
+
+
+def stored_keys(layout: Layout, generation: str) -> set[str]:
+    """Keys with a committed vector in ``generation``: the ledger as the part files hold it."""
+    parts = sorted(layout.vector_parts(generation).glob("*.parquet"))
+    if not parts:
+        return set()
+    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    try:
+        rel = con.read_parquet([str(p) for p in parts]).select("key").distinct()
+        return {r[0] for r in rel.fetchall()}
+    finally:
+        con.close()
