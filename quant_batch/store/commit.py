@@ -24,6 +24,7 @@ Which write is which: parts (vectors, images, errors, enrich answers, PNGs) use
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -81,29 +82,49 @@ def _write_temp(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def link_once(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` unless it exists; True if this call created it.
+def _publish_temp(tmp: Path, path: Path, *, exclusive: bool) -> bool:
+    """Move a complete temp file beside ``path`` onto it; with ``exclusive`` only if ``path`` is free.
 
     ``os.link`` refuses an existing target atomically, which makes the first of several racing
     writers the only one. On filesystems without hard links it falls back to check-then-rename,
     which is how this module behaved before object storage (a narrow race, same content).
     """
-    if path.exists():
-        return False
-    tmp = _write_temp(path, data)
     try:
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links here (some FUSE / SMB mounts)
-            if path.exists():
-                return False
+        if not exclusive:
             os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError:  # no hard links here (some FUSE / SMB mounts)
+                if path.exists():
+                    return False
+                os.replace(tmp, path)
         _fsync_dir(path.parent)
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def link_once(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` unless it exists; True if this call created it."""
+    if path.exists():
+        return False
+    return _publish_temp(_write_temp(path, data), path, exclusive=True)
+
+
+def _copy_temp(path: Path, src: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def replace_file(path: Path, data: bytes) -> None:
@@ -173,7 +194,7 @@ def commit_once(storage: Storage, key: str, data: bytes) -> bool:
         return storage.s3_put(key, data, if_none_match=True)
     if storage.exists(key):  # gs:// and az://: no conditional write through pyarrow
         return False
-    storage.write_bytes(key, data)
+    storage.put_bytes(key, data)
     return True
 
 
@@ -196,7 +217,34 @@ def replace(storage: Storage, key: str, data: bytes) -> None:
     elif storage.scheme == "s3":
         storage.s3_put(key, data, if_none_match=False)
     else:
-        storage.write_bytes(key, data)
+        storage.put_bytes(key, data)
+
+
+def commit_file_once(storage: Storage, key: str, src: Path) -> bool:
+    """:func:`commit_once` for a finished local file too big to hold in memory (DuckDB output).
+
+    On S3 the file is sent as the body of the one conditional PUT (up to 5 GB; larger needs a
+    multipart upload whose completion carries ``If-None-Match``). ``src`` is left in place.
+    """
+    if storage.local_root is not None:
+        dest = storage.local_path(key)
+        return False if dest.exists() else _publish_temp(_copy_temp(dest, src), dest, exclusive=True)
+    if storage.scheme == "s3":
+        with open(src, "rb") as fh:
+            return storage.s3_put(key, fh, if_none_match=True)
+    return commit_once(storage, key, Path(src).read_bytes())
+
+
+def replace_from_file(storage: Storage, key: str, src: Path) -> None:
+    """:func:`replace` with the bytes of a finished local file (``src`` is left in place)."""
+    if storage.local_root is not None:
+        dest = storage.local_path(key)
+        _publish_temp(_copy_temp(dest, src), dest, exclusive=False)
+    elif storage.scheme == "s3":
+        with open(src, "rb") as fh:
+            storage.s3_put(key, fh, if_none_match=False)
+    else:
+        storage.put_bytes(key, Path(src).read_bytes())
 
 
 def is_committed(storage: Storage, key: str) -> bool:

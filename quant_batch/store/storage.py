@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -225,11 +225,19 @@ class Storage:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         """Plain write of finished bytes through pyarrow; use :meth:`commit_once` / :meth:`replace`."""
-        with self._errors("write", key), self.fs.open_output_stream(self.path(key)) as out:
-            out.write(data)
+        path = self.path(key)
+        with self._errors("write", key):
+            try:
+                out = self.fs.open_output_stream(path)
+            except FileNotFoundError:  # a filesystem with real folders; buckets need none
+                self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+                out = self.fs.open_output_stream(path)
+            with out:
+                out.write(data)
 
-    def s3_put(self, key: str, data: bytes, *, if_none_match: bool) -> bool:
-        """One ``PutObject`` of the whole object; with ``if_none_match`` a 412 returns False."""
+    def s3_put(self, key: str, data: bytes | BinaryIO, *, if_none_match: bool) -> bool:
+        """One ``PutObject`` of the whole object (bytes or a finished file); with ``if_none_match``
+        a 412 returns False."""
         from botocore.exceptions import ClientError
 
         bucket, _, prefix = self.root.partition("/")
