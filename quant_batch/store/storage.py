@@ -29,43 +29,15 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-from pydantic import Field, SecretStr, model_validator
 
-from quant_batch.config_files import _Strict
 from quant_batch.errors import ConfigError, ObjectNotFound, StorageError
 from quant_batch.store import commit
+from quant_batch.store.s3 import CREDENTIALS_HINT, boto3_client, boto_message, endpoint, s3_filesystem
+from quant_batch.store.storage_config import StorageConfig, redact
 
-_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-_CREDENTIALS_HINT = "; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE or the storage: block"
-_BOTO_AUTH_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "NoCredentialsError")
+__all__ = ["Storage", "StorageConfig", "catalog_cache_dir", "glob_regex", "open_storage", "register_parquet"]
+
 _PYARROW_AUTH_CODES = ("ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "MISSING_AUTHENTICATION")
-
-
-class StorageConfig(_Strict):
-    """The optional ``storage:`` block of a run config; every field overrides the AWS chain."""
-
-    endpoint_url: str | None = None
-    """S3-compatible endpoint, e.g. ``http://127.0.0.1:9000`` (default: ``AWS_ENDPOINT_URL``)."""
-    region: str | None = None
-    """Bucket region (default: ``AWS_REGION`` / the profile / asked from the bucket)."""
-    profile: str | None = None
-    """Named profile in the shared AWS config files (default: ``AWS_PROFILE``)."""
-    access_key_id: SecretStr | None = None
-    """Only for the Python API; committed configs hold no secrets (use the environment)."""
-    secret_access_key: SecretStr | None = None
-    """Only with ``access_key_id``."""
-    session_token: SecretStr | None = None
-    """Temporary credentials' token, with the two keys above."""
-    cache_dir: Path | None = None
-    """Local folder for a bucket output's catalog (default: ``$XDG_CACHE_HOME/quant-batch``)."""
-    request_attempts: int = Field(5, ge=1, le=20)
-    """Attempts per storage request (boto3 standard retry mode) before a run gives up."""
-
-    @model_validator(mode="after")
-    def _keys_in_pairs(self) -> StorageConfig:
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError("storage.access_key_id and storage.secret_access_key go together")
-        return self
 
 
 def glob_regex(pattern: str) -> re.Pattern:
@@ -73,16 +45,6 @@ def glob_regex(pattern: str) -> re.Pattern:
     tokens = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
     wild = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
     return re.compile("".join(wild.get(t, re.escape(t)) for t in tokens))
-
-
-def _redact(text: str, config: StorageConfig) -> str:
-    """Defence in depth: no message we build may carry a credential, even one a server echoed."""
-    secrets = [os.environ.get(v, "") for v in _SECRET_VARS]
-    secrets += [s.get_secret_value() for s in (config.access_key_id, config.secret_access_key, config.session_token) if s]
-    for secret in secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _check_key(key: str) -> str:
@@ -138,7 +100,8 @@ class Storage:
         """The same storage rooted at ``prefix`` below this root (shares clients)."""
         sub = object.__new__(Storage)
         sub.__dict__.update(self.__dict__)
-        sub._location = f"{self._location.rstrip('/')}/{_check_key(prefix)}"
+        base, query = self._location.partition("?")[::2]  # a SAS token stays at the end
+        sub._location = f"{base.rstrip('/')}/{_check_key(prefix)}" + (f"?{query}" if query else "")
         sub.uri, sub.root = self.uri_of(prefix), self.path(prefix)
         sub.local_root = Path(sub.root) if self.is_local else None
         return sub
@@ -153,13 +116,13 @@ class Storage:
             raise ObjectNotFound(f"not found: {where}", uri=where, operation=operation) from exc
         # "from None": the original exceptions keep request details we do not want in a traceback
         except (OSError, pa.ArrowException) as exc:
-            hint = _CREDENTIALS_HINT if any(c in str(exc) for c in _PYARROW_AUTH_CODES) else ""
-            message = _redact(f"cannot {operation} {where}: {exc}{hint}", self._config)
+            hint = CREDENTIALS_HINT if any(c in str(exc) for c in _PYARROW_AUTH_CODES) else ""
+            message = redact(f"cannot {operation} {where}: {exc}{hint}", self._config)
             raise StorageError(message, uri=where, operation=operation) from None
         except Exception as exc:
             if not type(exc).__module__.startswith(("botocore", "boto3")):
                 raise
-            raise StorageError(_boto_message(exc, operation, where, self._config), uri=where,
+            raise StorageError(boto_message(exc, operation, where, self._config), uri=where,
                                operation=operation) from None
 
     def read_bytes(self, key: str) -> bytes:
@@ -257,83 +220,12 @@ class Storage:
         with self._lock:  # boto3 clients are thread-safe; building one is not
             if self._s3_client is None:
                 with self._errors("connect to"):
-                    self._s3_client = _boto3_client(self._config)
+                    self._s3_client = boto3_client(self._config, getattr(self.fs, "region", None))
             return self._s3_client
 
     def s3_endpoint(self) -> str | None:
         """The endpoint both S3 clients use (None: AWS itself)."""
-        return _endpoint(self._config) if self.scheme == "s3" else None
-
-
-def _boto_message(exc: Exception, operation: str, where: str, config: StorageConfig) -> str:
-    response = getattr(exc, "response", None) or {}
-    error = response.get("Error", {}) if isinstance(response, dict) else {}
-    code = error.get("Code") or type(exc).__name__
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
-    hint = _CREDENTIALS_HINT if code in _BOTO_AUTH_CODES or status == 403 else ""
-    detail = f"{code} ({status})" if status else code
-    if not error:  # connection errors carry the endpoint in their text, no credentials
-        detail = f"{code}: {exc}"
-    return _redact(f"cannot {operation} {where}: {detail}{hint}", config)
-
-
-def _endpoint(config: StorageConfig) -> str | None:
-    return config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-
-
-def _boto3_session(config: StorageConfig) -> Any:
-    import boto3
-
-    def reveal(s: SecretStr | None) -> str | None:
-        return s.get_secret_value() if s else None
-
-    return boto3.session.Session(
-        profile_name=config.profile,
-        aws_access_key_id=reveal(config.access_key_id),
-        aws_secret_access_key=reveal(config.secret_access_key),
-        aws_session_token=reveal(config.session_token),
-        region_name=config.region,
-    )
-
-
-def _boto3_client(config: StorageConfig) -> Any:
-    from botocore.config import Config
-
-    endpoint = _endpoint(config)
-    # path-style with a custom endpoint, as pyarrow does: http://minio:9000/bucket, not bucket.minio
-    s3_options = {"addressing_style": "path"} if endpoint else {}
-    retries = {"mode": "standard", "max_attempts": config.request_attempts}
-    return _boto3_session(config).client(
-        "s3", endpoint_url=endpoint, region_name=_region(config, None), config=Config(s3=s3_options, retries=retries)
-    )
-
-
-def _region(config: StorageConfig, bucket: str | None) -> str | None:
-    region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        return region
-    if config.profile:
-        region = _boto3_session(config).region_name
-    if region or _endpoint(config):
-        return region or "us-east-1"  # S3-compatible servers accept any region; SigV4 needs one
-    return pafs.resolve_s3_region(bucket) if bucket else None
-
-
-def _s3_filesystem(config: StorageConfig, bucket: str) -> pafs.S3FileSystem:
-    kwargs: dict[str, Any] = {"region": _region(config, bucket)}
-    endpoint = _endpoint(config)
-    if endpoint:
-        # set explicitly: pyarrow's own AWS_ENDPOINT_URL support depends on its version
-        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        kwargs.update(endpoint_override=parts.netloc + parts.path.rstrip("/"), scheme=parts.scheme)
-    if config.profile or config.access_key_id:
-        # pyarrow has no profile option: resolve the profile once with botocore and hand the keys over
-        creds = _boto3_session(config).get_credentials()
-        if creds is None:
-            raise ConfigError(f"no AWS credentials found for profile {config.profile!r} (storage.profile)")
-        frozen = creds.get_frozen_credentials()
-        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token)
-    return pafs.S3FileSystem(**kwargs)
+        return endpoint(self._config) if self.scheme == "s3" else None
 
 
 def _refuse_inline_secrets(location: str, parts: Any) -> None:
@@ -366,7 +258,7 @@ def open_storage(location: str | Path, config: StorageConfig | None = None) -> S
                 raise ConfigError("s3:// URIs take no options: set AWS_ENDPOINT_URL / AWS_REGION or the storage: block")
             if len(parts.netloc) < 3:
                 raise ConfigError(f"not a bucket name in {display}")
-            fs: pafs.FileSystem = _s3_filesystem(config, parts.netloc)
+            fs: pafs.FileSystem = s3_filesystem(config, parts.netloc)
             root = f"{parts.netloc}{parts.path}".rstrip("/")
         elif scheme == "az":
             account = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME")
@@ -381,10 +273,10 @@ def open_storage(location: str | Path, config: StorageConfig | None = None) -> S
     except ConfigError:
         raise
     except (OSError, pa.ArrowException) as exc:
-        raise StorageError(_redact(f"cannot open {display}: {exc}", config), uri=display, operation="open") from None
+        raise StorageError(redact(f"cannot open {display}: {exc}", config), uri=display, operation="open") from None
     except Exception as exc:
         if type(exc).__module__.startswith("botocore"):  # e.g. ProfileNotFound
-            raise ConfigError(_redact(f"storage settings for {display}: {exc}", config)) from None
+            raise ConfigError(redact(f"storage settings for {display}: {exc}", config)) from None
         raise
     return Storage(text, config, uri=display, scheme=scheme, fs=fs, root=root)
 

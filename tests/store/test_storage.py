@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
