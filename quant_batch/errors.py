@@ -4,6 +4,9 @@
     ├── ConfigError            a setting is missing or wrong (names the key / variable)
     ├── InputError             a source file or manifest row is bad (names file and line)
     ├── LockError              another run holds the output folder
+    ├── StorageError           a bucket or folder could not be read, listed or written (names
+    │   │                      the URI, never a credential)
+    │   └── ObjectNotFound     the key does not exist
     ├── SpendCapReached        the next unit would exceed ``max_cost``
     └── ApiError               the API answered with an error or did not answer
         ├── ServiceUnreachable no answer at all from the base URL (refused, DNS): stops the run
@@ -48,6 +51,24 @@ class InputError(QuantError):
 
 class LockError(QuantError):
     """Another run is writing to the same output folder."""
+
+
+class StorageError(QuantError):
+    """Reading, listing or writing an output or source location failed.
+
+    ``uri`` is the location without credentials; ``operation`` is what was being done
+    ("read", "list", "commit", ...). The message is built from those and the storage service's
+    error code, never from a credential.
+    """
+
+    def __init__(self, message: str, *, uri: str | None = None, operation: str | None = None):
+        self.uri = uri
+        self.operation = operation
+        super().__init__(message)
+
+
+class ObjectNotFound(StorageError):
+    """The key (object or file) does not exist."""
 
 
 class SpendCapReached(QuantError):

@@ -1,0 +1,49 @@
+"""The optional ``storage:`` block of a run config, and the one rule that keeps credentials out of text."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from quant_batch.config_files import _Strict
+
+_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+class StorageConfig(_Strict):
+    """The optional ``storage:`` block of a run config; every field overrides the AWS chain."""
+
+    endpoint_url: str | None = None
+    """S3-compatible endpoint, e.g. ``http://127.0.0.1:9000`` (default: ``AWS_ENDPOINT_URL``)."""
+    region: str | None = None
+    """Bucket region (default: ``AWS_REGION`` / the profile / asked from the bucket)."""
+    profile: str | None = None
+    """Named profile in the shared AWS config files (default: ``AWS_PROFILE``)."""
+    access_key_id: SecretStr | None = None
+    """Only for the Python API; committed configs hold no secrets (use the environment)."""
+    secret_access_key: SecretStr | None = None
+    """Only with ``access_key_id``."""
+    session_token: SecretStr | None = None
+    """Temporary credentials' token, with the two keys above."""
+    cache_dir: Path | None = None
+    """Local folder for a bucket output's catalog (default: ``$XDG_CACHE_HOME/quant-batch``)."""
+    request_attempts: int = Field(5, ge=1, le=20)
+    """Attempts per storage request (boto3 standard retry mode) before a run gives up."""
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> StorageConfig:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("storage.access_key_id and storage.secret_access_key go together")
+        return self
+
+
+def redact(text: str, config: StorageConfig) -> str:
+    """Defence in depth: no message we build may carry a credential, even one a server echoed."""
+    secrets = [os.environ.get(v, "") for v in _SECRET_VARS]
+    secrets += [s.get_secret_value() for s in (config.access_key_id, config.secret_access_key, config.session_token) if s]
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
