@@ -297,7 +297,7 @@ def catalog_cache_dir(storage: Storage, config: StorageConfig | None = None) -> 
     return Path(base) / "catalogs" / f"{storage.scheme}-{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
-def register_parquet(con: Any, name: str, storage: Storage, keys: Sequence[str], schema: pa.Schema | None = None):
+def register_parquet(con: Any, name: str, storage: Storage, keys: Sequence[str], schema: pa.Schema | None = None) -> Any:
     """Make the Parquet files ``keys`` queryable in DuckDB as view ``name`` through pyarrow.
 
     DuckDB's ``httpfs`` extension is not in the wheel and cannot be installed offline; a pyarrow

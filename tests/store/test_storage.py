@@ -128,8 +128,8 @@ def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch, tmp_path)
         block = StorageConfig(access_key_id=key["AccessKeyId"], secret_access_key=wrong, endpoint_url=endpoint)
         block_storage = open_storage(f"s3://{BUCKET}/out", block)
         for storage in (env_storage, block_storage):
-            for call in (lambda: storage.commit_once("p", b"1"), lambda: storage.replace("s", b"1"),
-                         lambda: storage.list(), lambda: storage.read_bytes("ok")):
+            for call in (lambda s=storage: s.commit_once("p", b"1"), lambda s=storage: s.replace("s", b"1"),
+                         lambda s=storage: s.list(), lambda s=storage: s.read_bytes("ok")):
                 with pytest.raises(StorageError) as info:
                     call()
                 text = "".join(traceback.format_exception(info.value))
