@@ -34,7 +34,6 @@ from quant_batch.errors import (
     RequestRejected,
     ServerError,
     ServiceUnreachable,
-    SpendCapReached,
     Timeout,
     TransientError,
 )
@@ -77,7 +76,7 @@ __all__ = [
     # client and config models
     "QuantClient", "CorpusConfig", "RenderConfig", "EnrichConfig", "ApiConfig", "RateLimits",
     # the exception tree (see quant_batch.errors)
-    "QuantError", "ConfigError", "InputError", "LockError", "SpendCapReached", "ApiError",
+    "QuantError", "ConfigError", "InputError", "LockError", "ApiError",
     "ServiceUnreachable", "RequestRejected", "AuthError", "PayloadTooLarge", "ContentBlocked",
     "TransientError", "RateLimited", "ServerError", "ConnectionDropped", "Timeout",
 ]

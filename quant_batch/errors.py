@@ -7,7 +7,6 @@
     ├── StorageError           a bucket or folder could not be read, listed or written (names
     │   │                      the URI, never a credential)
     │   └── ObjectNotFound     the key does not exist
-    ├── SpendCapReached        the next unit would exceed ``max_cost``
     └── ApiError               the API answered with an error or did not answer
         ├── ServiceUnreachable no answer at all from the base URL (refused, DNS): stops the run
         ├── RequestRejected    terminal 4xx: never retried
@@ -20,6 +19,9 @@
             ├── BadResponse        a 2xx whose body is unusable (not JSON, wrong shape, not an image)
             ├── ConnectionDropped  the connection failed or was cut
             └── Timeout            no answer within the read timeout
+
+The spend cap is not an error: a run that reaches it stops sending, ends ``partial`` and the
+next run goes on (see ``pricing.Budget``).
 
 Messages never contain the API token: the client builds them from status, server message and
 endpoint name only.
@@ -69,10 +71,6 @@ class StorageError(QuantError):
 
 class ObjectNotFound(StorageError):
     """The key (object or file) does not exist."""
-
-
-class SpendCapReached(QuantError):
-    """Submitting more work would exceed the configured spend cap."""
 
 
 class ApiError(QuantError):

@@ -80,6 +80,16 @@ class Progress:
             self._last = pct
 
 
+def link_flow_run(summary: RunSummary) -> None:
+    """Record the flow run's Prefect UI page in the run summary (the web page links to it)."""
+    from prefect.context import FlowRunContext
+    from prefect.utilities.urls import url_for
+
+    ctx = FlowRunContext.get()
+    # the same link Prefect logs as "View at ..." (prefect.runtime's ui_url points elsewhere)
+    summary.flow_run_url = (url_for(ctx.flow_run) or None) if ctx and ctx.flow_run else None
+
+
 def publish_summary(key: str, title: str, summary: RunSummary) -> None:
     """The run summary as a markdown artifact (no secrets: built from counts only)."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in summary.table())

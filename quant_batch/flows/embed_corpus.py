@@ -23,7 +23,7 @@ from quant_batch.client.factory import build_client
 from quant_batch.embed.config import CorpusConfig, resolve_corpus_config
 from quant_batch.embed.run import CorpusRun
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
-from quant_batch.flows._common import Progress, publish_summary, submit_windowed
+from quant_batch.flows._common import Progress, link_flow_run, publish_summary, submit_windowed
 from quant_batch.flows._limits import ensure_rate_limit, flow_client, share_limit
 from quant_batch.pricing import Budget
 from quant_batch.runs.runner import running_under
@@ -53,6 +53,7 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
     if dask and cfg.rate_limits.prefect_limit and cfg.rate_limits.requests_per_minute:
         ensure_rate_limit(cfg.rate_limits.prefect_limit, cfg.rate_limits.requests_per_minute)
     with CorpusRun(cfg) as run:
+        link_flow_run(run.summary)
         # shards are submitted while the corpus is still being read: the total grows meanwhile
         progress = Progress("embed-progress", lambda: run.pending_chunks, f"chunks embedded ({run.summary.run_id})")
 

@@ -19,7 +19,7 @@ from quant_batch.enrich.config import load_enrich_config
 from quant_batch.enrich.run import EnrichRun
 from quant_batch.enrich.source import EnrichItem
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
-from quant_batch.flows._common import Progress, publish_summary, submit_windowed
+from quant_batch.flows._common import Progress, link_flow_run, publish_summary, submit_windowed
 from quant_batch.flows._limits import flow_client
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.runs.runner import running_under
@@ -40,6 +40,7 @@ def enrich(target: str, concurrency: int | None = None, max_cost: float | None =
     given = {k: v for k, v in {"concurrency": concurrency, "max_cost": max_cost}.items() if v is not None}
     cfg = load_enrich_config(Path(target), **{**(overrides or {}), **given})
     with running_under("prefect"), EnrichRun(cfg) as run:
+        link_flow_run(run.summary)
         pending = run.make_plan(replay=replay)
         log.info("%s rows to enrich into %s, %s unchanged", len(pending), cfg.table, run.plan.unchanged)
         progress = Progress("enrich-progress", len(pending), f"rows enriched ({run.summary.run_id})")

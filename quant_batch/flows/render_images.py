@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from quant_batch.client import QuantClient
-from quant_batch.flows._common import Progress, publish_summary, submit_windowed
+from quant_batch.flows._common import Progress, link_flow_run, publish_summary, submit_windowed
 from quant_batch.flows._limits import flow_client
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.render.config import resolve_render_config
@@ -48,6 +48,7 @@ def render_images(
     given = dict(out=out, concurrency=concurrency, skip_invalid=skip_invalid, max_cost=max_cost, defaults=defaults)
     cfg = resolve_render_config(target, **{**(overrides or {}), **{k: v for k, v in given.items() if v is not None}})
     with running_under("prefect"), RenderRun(cfg) as run:
+        link_flow_run(run.summary)
         pending = run.make_plan(replay=replay)
         log.info("%s rows to render, %s already rendered", len(pending), run.unchanged)
         progress = Progress("render-progress", len(pending), f"rows rendered ({run.summary.run_id})")

@@ -48,6 +48,8 @@ class RunSummary:
     """Things the user should know that did not fail the run (e.g. a model with no known price)."""
     exit_code: int = 0
     """What the CLI exits with for this run (see :data:`STATUSES`)."""
+    flow_run_url: str | None = None
+    """The Prefect UI page of the flow run, when the run ran under Prefect."""
 
     @property
     def wall_s(self) -> float:

@@ -42,3 +42,17 @@ def test_called_from_a_user_flow_is_a_subflow(tmp_path, api_env):
         children = [r for r in client.read_flow_runs() if r.parent_task_run_id is not None]
         subflow_parents = {client.read_task_run(r.parent_task_run_id).flow_run_id for r in children}
     assert any(str(p) == parent for p in subflow_parents)
+
+
+def test_refused_token_under_prefect_is_not_retried(tmp_path, api_env, monkeypatch, capsys):
+    """Issue 12, item 4: a 403 stops the run at the first calls; no task retry resends anything."""
+    monkeypatch.setenv("QUANT_API_KEY", "wrong-token")
+    summary = qb.embed(FAQ, out=tmp_path / "index", concurrency=2, prefect=True)
+    sent = sum(api_env.stats()["by_endpoint"]["embeddings"].values())
+    assert summary.status == "failed" and summary.exit_code == 2, summary.reason
+    assert "refused the credentials" in summary.reason
+    assert summary.stats["runner"] == "prefect"
+    assert 1 <= sent <= 2 and summary.api_calls == sent  # the calls made are counted, none resent
+    assert summary.flow_run_url and "/runs/flow-run/" in summary.flow_run_url
+    logs = capsys.readouterr()
+    assert "Retry 1/" not in logs.out + logs.err and "Traceback" not in logs.out + logs.err

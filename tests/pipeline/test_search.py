@@ -26,3 +26,17 @@ def test_matrix_search_equals_duckdb_search(corpus, tmp_path, client, query):
     assert all(h.source_path != "corpus/library/opening-hours.md" for h in after)
     assert [h.chunk_id for h in after] == [h.chunk_id for h in search(cfg.out, query, client, k=8, matrix_min_rows=10**9)]
     assert len(list((cfg.out / "state").glob("search-*.f32"))) == 1
+
+
+def test_search_on_a_render_folder_says_what_it_is(tmp_path, client):
+    from quant_batch.config_files import parse_config
+    from quant_batch.errors import ConfigError
+    from quant_batch.render.config import RenderConfig
+    from quant_batch.render.run import render_manifest
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "prompt": "a lighthouse", "width": 320, "height": 320, "seed": 1}\n')
+    out = tmp_path / "renders"
+    render_manifest(parse_config(RenderConfig, {"manifest": str(manifest), "out": str(out)}, source="t"), client)
+    with pytest.raises(ConfigError, match="rendered images, not a search index"):
+        search(out, "lighthouse", client)
