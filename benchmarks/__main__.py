@@ -30,6 +30,7 @@ SCENARIOS = {
     "rerun": "benchmarks.rerun:run",
     "images": "benchmarks.render_images:run",
     "search": "benchmarks.search:run",
+    "scale": "benchmarks.scale:run",
     "peer": "benchmarks.peer:run",
 }
 REPO = Path(__file__).resolve().parent.parent

@@ -21,6 +21,7 @@ STAGES = ("corpus", "embed", "render", "enrich", "query", "flows", "cli")
 # module -> why it may import prefect inside a function
 LAZY_PREFECT = {
     "quant_batch/client/settings.py": "reads the API key from a Prefect Secret block when api.secret_block is set",
+    "quant_batch/runs/runner.py": "asks prefect.settings whether a Prefect API is configured, only when a file could set it",
 }
 
 

@@ -47,7 +47,7 @@ def _crash_after_parts(limit: int) -> None:
     """Exit hard once ``limit`` vector parts are on disk (the worker's own write, wrapped)."""
     import threading
 
-    from quant_batch.embed import worker  # not "import quant_batch.embed.worker as": see quant_batch._Package
+    from quant_batch.embed import worker
 
     original, lock, written = worker.write_parquet_atomic, threading.Lock(), [0]
 
