@@ -23,7 +23,7 @@ from quant_batch.corpus.sources import FolderSource, TableSource
 from quant_batch.embed.config import ContextualChunks, CorpusConfig
 from quant_batch.enrich.config import EnrichConfig, SqlSource
 from quant_batch.render.config import RenderConfig
-from quant_batch.render.manifest import RenderDefaults
+from quant_batch.render.fields import RenderDefaults
 
 DEFAULT_OUTPUT = Path("docs/config-reference.md")
 

@@ -75,7 +75,7 @@ def _yaml_kind(path: Path) -> TargetKind:
 
 
 def _manifest_fields() -> set[str]:
-    from quant_batch.render.manifest import ALIASES, CONFIG, FIELDS
+    from quant_batch.render.fields import ALIASES, CONFIG, FIELDS
     from quant_batch.render.rules import PARAMS_KEY
 
     # "text" is a prompt alias in manifests but the default text column of a corpus table: it decides nothing

@@ -207,6 +207,115 @@ def _previous_documents(layout: Layout, generation: str) -> dict[str, tuple[str,
     }
 
 
+class _DocumentPlanner:
+    """The body of :func:`plan_corpus` for one document: carry it over, or contextualize and chunk it.
+
+    Owns the three writers (live index, documents table, pending batches) and the keys pending
+    in this run, so a chunk repeated across documents is sent once.
+    """
+
+    def __init__(self, config: CorpusConfig, layout: Layout, plan: Plan, chunker: str, done: Container[str],
+                 dead: Container[str], contextualize: Callable[[Document], str] | None,
+                 on_shard: Callable[[PlannedShard], None] | None):
+        self.config, self.plan, self.chunker = config, plan, chunker
+        self.done, self.dead, self.contextualize = done, dead, contextualize
+        self.previous = _previous_documents(layout, plan.generation)
+        self.live = _RowBuffer(plan.live_tmp, LIVE_SCHEMA)
+        self.docs = _RowBuffer(plan.docs_tmp, DOC_SCHEMA, flush_rows=2000)
+        # shard files go beside the plan's prefix: the state folder, or the dry run's scratch
+        self.batcher = _Batcher(plan.path.parent, plan.run_id, config.batch_size, config.max_batch_chars,
+                                concurrency=config.concurrency, on_shard=on_shard)
+        plan.batch_chars = self.batcher.batch_chars  # the same list: filled while shards are handed over
+        self.pending_keys: set[str] = set()
+
+    def add(self, item: Document | DocumentError) -> None:
+        stats = self.plan.stats
+        stats.documents += 1
+        if isinstance(item, DocumentError):
+            self._read_error(item)
+        elif not self._carried_over(item):
+            ok, context = self._context(item)
+            if ok:
+                self._chunk(item, context)
+
+    def close(self) -> None:
+        self.live.close()
+        self.docs.close()
+        self.batcher.close()
+
+    def _read_error(self, item: DocumentError) -> None:
+        self.plan.stats.documents_failed += 1
+        doc_id = item.doc_id or item.source_path
+        self.plan.errors.append(ErrorRecord(self.plan.run_id, "read", item.message, source_path=item.source_path,
+                                            line=item.line, doc_id=doc_id))
+        if doc_id in self.previous:  # keep its last good chunks searchable
+            self.plan.carry_doc_ids.add(doc_id)
+
+    def _carried_over(self, item: Document) -> bool:
+        """Same content, chunker and space as the last complete run: its chunks stay as they are."""
+        prev = self.previous.get(item.doc_id)
+        if not (prev and prev[0] == item.content_hash and prev[1] == self.chunker and prev[2] == "ok"):
+            return False
+        stats = self.plan.stats
+        self.plan.carry_doc_ids.add(item.doc_id)
+        stats.documents_unchanged += 1
+        stats.chunks_total += prev[3]
+        stats.chunks_unchanged += prev[3]
+        return True
+
+    def _context(self, item: Document) -> tuple[bool, str | None]:
+        """(False, None) when the context call failed for this document: it is recorded and skipped."""
+        try:
+            return True, self.contextualize(item) if self.contextualize else None
+        except AuthError:
+            raise
+        except (RequestRejected, TransientError) as exc:
+            self.plan.errors.append(ErrorRecord(self.plan.run_id, "context", str(exc), source_path=item.source_path,
+                                                doc_id=item.doc_id, kind=type(exc).__name__))
+            if item.doc_id in self.previous:
+                self.plan.carry_doc_ids.add(item.doc_id)
+            return False, None
+
+    def _chunk(self, item: Document, context: str | None) -> None:
+        config, stats = self.config, self.plan.stats
+        n_chunks = 0  # a big document's first batches go out while it is still being cut
+        metadata = json.dumps(item.metadata, ensure_ascii=False, default=str) if item.metadata else None
+        for c in iter_chunks(item.text, config.chunking):
+            n_chunks += 1
+            embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
+            key = chunk_key(
+                embedded, model=config.model, dimensions=config.dimensions, normalize=config.normalize,
+                chunker=self.chunker,
+            )
+            cid = chunk_id(item.doc_id, c.position, c.text)
+            row = {
+                "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
+                "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
+                "context": context, "metadata": metadata,
+            }
+            self.live.add(row)
+            stats.chunks_total += 1
+            if key in self.done:
+                stats.chunks_unchanged += 1
+            elif key in self.pending_keys:
+                stats.chunks_duplicate += 1
+            elif key in self.dead:
+                stats.chunks_skipped_dead += 1
+            else:
+                self.pending_keys.add(key)
+                stats.chunks_pending += 1
+                stats.pending_chars += len(embedded)
+                self.batcher.add({**{k: row[k] for k in ("key", "chunk_id", "doc_id", "source_path", "position")},
+                                  "text": embedded})
+        self.docs.add(
+            {
+                "doc_id": item.doc_id, "source_path": item.source_path, "content_hash": item.content_hash,
+                "chunker": self.chunker, "chunks": n_chunks, "status": "pending", "message": None,
+                "run_id": self.plan.run_id,
+            }
+        )
+
+
 def plan_corpus(
     config: CorpusConfig,
     layout: Layout,
@@ -251,84 +360,15 @@ def plan_corpus(
     )
     if on_start:
         on_start(plan)
-    previous = _previous_documents(layout, gen)
-    stats = plan.stats
-    live = _RowBuffer(plan.live_tmp, LIVE_SCHEMA)
-    docs = _RowBuffer(plan.docs_tmp, DOC_SCHEMA, flush_rows=2000)
-    batcher = _Batcher(folder, run_id, config.batch_size, config.max_batch_chars, concurrency=config.concurrency,
-                       on_shard=on_shard)
-    plan.batch_chars = batcher.batch_chars  # the same list: filled while shards are handed over
-    pending_keys: set[str] = set()
+    planner = _DocumentPlanner(config, layout, plan, chunker, done, dead, contextualize, on_shard)
     try:
         for item in documents if documents is not None else iter_sources(config.sources):
             if stop is not None and stop():
                 plan.stopped = True
                 break
-            stats.documents += 1
-            if isinstance(item, DocumentError):
-                stats.documents_failed += 1
-                doc_id = item.doc_id or item.source_path
-                plan.errors.append(
-                    ErrorRecord(run_id, "read", item.message, source_path=item.source_path, line=item.line, doc_id=doc_id)
-                )
-                if doc_id in previous:  # keep its last good chunks searchable
-                    plan.carry_doc_ids.add(doc_id)
-                continue
-            prev = previous.get(item.doc_id)
-            if prev and prev[0] == item.content_hash and prev[1] == chunker and prev[2] == "ok":
-                plan.carry_doc_ids.add(item.doc_id)
-                stats.documents_unchanged += 1
-                stats.chunks_total += prev[3]
-                stats.chunks_unchanged += prev[3]
-                continue
-            try:
-                context = contextualize(item) if contextualize else None
-            except AuthError:
-                raise
-            except (RequestRejected, TransientError) as exc:
-                plan.errors.append(ErrorRecord(run_id, "context", str(exc), source_path=item.source_path,
-                                               doc_id=item.doc_id, kind=type(exc).__name__))
-                if item.doc_id in previous:
-                    plan.carry_doc_ids.add(item.doc_id)
-                continue
-            n_chunks = 0  # a big document's first batches go out while it is still being cut
-            metadata = json.dumps(item.metadata, ensure_ascii=False, default=str) if item.metadata else None
-            for c in iter_chunks(item.text, config.chunking):
-                n_chunks += 1
-                embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
-                key = chunk_key(
-                    embedded, model=config.model, dimensions=config.dimensions, normalize=config.normalize, chunker=chunker
-                )
-                cid = chunk_id(item.doc_id, c.position, c.text)
-                row = {
-                    "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
-                    "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
-                    "context": context, "metadata": metadata,
-                }
-                live.add(row)
-                stats.chunks_total += 1
-                if key in done:
-                    stats.chunks_unchanged += 1
-                elif key in pending_keys:
-                    stats.chunks_duplicate += 1
-                elif key in dead:
-                    stats.chunks_skipped_dead += 1
-                else:
-                    pending_keys.add(key)
-                    stats.chunks_pending += 1
-                    stats.pending_chars += len(embedded)
-                    batcher.add({**{k: row[k] for k in ("key", "chunk_id", "doc_id", "source_path", "position")},
-                                 "text": embedded})
-            docs.add(
-                {
-                    "doc_id": item.doc_id, "source_path": item.source_path, "content_hash": item.content_hash,
-                    "chunker": chunker, "chunks": n_chunks, "status": "pending", "message": None, "run_id": run_id,
-                }
-            )
+            planner.add(item)
     finally:
-        live.close()
-        docs.close()
-        batcher.close()
-    plan.shards = batcher.shards
-    stats.batches = len(batcher.batch_chars)
+        planner.close()
+    plan.shards = planner.batcher.shards
+    plan.stats.batches = len(planner.batcher.batch_chars)
     return plan

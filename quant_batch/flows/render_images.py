@@ -17,7 +17,7 @@ from quant_batch.flows._common import Progress, link_flow_run, publish_summary, 
 from quant_batch.flows._limits import flow_client
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.render.config import resolve_render_config
-from quant_batch.render.manifest import RenderRow
+from quant_batch.render.rows import RenderRow
 from quant_batch.render.run import RenderContext, RenderResult, RenderRun, render_rows
 from quant_batch.runs.runner import running_under
 

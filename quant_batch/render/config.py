@@ -9,7 +9,7 @@ from pydantic import Field
 
 from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.config_files import _Strict, load_yaml, parse_config, read_yaml
-from quant_batch.render.manifest import RenderDefaults
+from quant_batch.render.fields import RenderDefaults
 
 
 class RenderConfig(_Strict):
