@@ -87,8 +87,11 @@ def main(argv: list[str]) -> int:
         return 2
     settings.root.mkdir(parents=True, exist_ok=True)
     outcomes, failures = [], {}
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     start = time.perf_counter()
     for name in names:
         result = settings.root / f"result-{name}.json"

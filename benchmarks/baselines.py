@@ -53,7 +53,9 @@ def sdk_loop(base_url: str, texts: list[str], out: Path) -> None:
     with quantcdn.ApiClient(configuration) as api_client:
         api = quantcdn.AIInferenceApi(api_client)
         for batch in batched(texts):
-            request = EmbeddingsRequest.from_dict({"input": batch, "modelId": MODEL, "dimensions": DIMS, "normalize": True})
+            request = EmbeddingsRequest.from_dict(
+                {"input": batch, "modelId": MODEL, "dimensions": DIMS, "normalize": True}
+            )
             response = api.embeddings(ORG, request)
             vectors.extend(response.embeddings.actual_instance)
     write_vectors(out, texts, np.asarray(vectors, dtype=np.float32))
@@ -69,7 +71,9 @@ def requests_pool(base_url: str, texts: list[str], out: Path, workers: int) -> N
     session.headers["Authorization"] = f"Bearer {TOKEN}"
 
     def embed(batch: list[str]) -> np.ndarray:
-        resp = session.post(url, json={"input": batch, "modelId": MODEL, "dimensions": DIMS, "normalize": True}, timeout=60)
+        resp = session.post(
+            url, json={"input": batch, "modelId": MODEL, "dimensions": DIMS, "normalize": True}, timeout=60
+        )
         resp.raise_for_status()
         return np.asarray(resp.json()["embeddings"], dtype=np.float32)
 
@@ -100,11 +104,22 @@ def run_sdk(s: Settings) -> Outcome:
             sdk_loop(emu.base_url, subset, s.root / "sdk-vectors.parquet")
         calls = endpoint_calls(emu, "embeddings")
     projected = m.wall * len(texts) / len(subset)
-    out.add("SDK loop: texts embedded", len(subset), "texts", note=f"{calls} calls; first {len(subset)} of {len(texts)}")
-    out.add("SDK loop: wall", m.wall, "s", note=f"{m.wall / calls:.3f} s per call at {s.embed_latency} s latency; "
-                                                f"CPU {m.cpu:.2f} s ({m.cpu / (len(subset) / 1000):.3f} CPU-s/1k vectors)")
-    out.add("SDK loop: projected wall for the corpus", projected, "s",
-            note="measured" if len(subset) == len(texts) else f"linear in batches: {len(texts)} texts")
+    out.add(
+        "SDK loop: texts embedded", len(subset), "texts", note=f"{calls} calls; first {len(subset)} of {len(texts)}"
+    )
+    out.add(
+        "SDK loop: wall",
+        m.wall,
+        "s",
+        note=f"{m.wall / calls:.3f} s per call at {s.embed_latency} s latency; "
+        f"CPU {m.cpu:.2f} s ({m.cpu / (len(subset) / 1000):.3f} CPU-s/1k vectors)",
+    )
+    out.add(
+        "SDK loop: projected wall for the corpus",
+        projected,
+        "s",
+        note="measured" if len(subset) == len(texts) else f"linear in batches: {len(texts)} texts",
+    )
     out.add("quant-batch: wall for the corpus", lib["wall"], "s")
     out.add("speed-up of quant-batch over the SDK loop", projected / lib["wall"], "×", at_least=10)
     (s.root / "sdk-vectors.parquet").unlink(missing_ok=True)
@@ -124,10 +139,20 @@ def run_requests(s: Settings) -> Outcome:
             walls.append((m.wall, m.cpu))
         calls = endpoint_calls(emu, "embeddings")
     wall, cpu = sorted(walls)[len(walls) // 2]
-    out.add("baseline: wall (median)", wall, "s", note=f"{calls} calls per run; runs: " + ", ".join(f"{w:.2f}" for w, _ in walls))
+    out.add(
+        "baseline: wall (median)",
+        wall,
+        "s",
+        note=f"{calls} calls per run; runs: " + ", ".join(f"{w:.2f}" for w, _ in walls),
+    )
     out.add("baseline: CPU per 1,000 vectors", cpu / (len(texts) / 1000), "CPU-s")
     out.add("quant-batch: wall", lib["wall"], "s")
-    out.add("baseline wall ÷ quant-batch wall", wall / lib["wall"], "", at_least=1.0,
-            note="≥ 1 means quant-batch is at least as fast")
+    out.add(
+        "baseline wall ÷ quant-batch wall",
+        wall / lib["wall"],
+        "",
+        at_least=1.0,
+        note="≥ 1 means quant-batch is at least as fast",
+    )
     (s.root / "requests-vectors.parquet").unlink(missing_ok=True)
     return out

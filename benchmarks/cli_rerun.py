@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = Path(tmp) / "corpus.yaml"
         cfg.write_text(_demo_config(SAMPLE, out))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(QUANT_API_KEY="bench", QUANT_ORGANIZATION="bench", QUANT_BASE_URL=emu.base_url,
-                   PREFECT_HOME=str(Path(tmp) / "prefect-home"))
+        env.update(
+            QUANT_API_KEY="bench",
+            QUANT_ORGANIZATION="bench",
+            QUANT_BASE_URL=emu.base_url,
+            PREFECT_HOME=str(Path(tmp) / "prefect-home"),
+        )
         cmd = [sys.executable, "-m", "quant_batch.cli", "embed", str(cfg), "--json"]
         cmd += ["--prefect"] if args.prefect else []
         first = _run(cmd, env)
@@ -48,9 +52,22 @@ def main(argv: list[str] | None = None) -> None:
             wall = time.perf_counter() - t0
             times.append(wall)
             # CPU of the command: on a busy 2-core machine the wall time mostly measures the neighbours
-            print(json.dumps({"wall_s": round(wall, 2), "cpu_s": round(_child_cpu() - c0, 2), "api_calls": summary["api_calls"],
-                              "runner": summary["stats"]["runner"], "chunks": summary["stats"]["chunks_total"]}))
-        print(json.dumps({"first_run_api_calls": first["api_calls"], "median_rerun_s": round(statistics.median(times), 2)}))
+            print(
+                json.dumps(
+                    {
+                        "wall_s": round(wall, 2),
+                        "cpu_s": round(_child_cpu() - c0, 2),
+                        "api_calls": summary["api_calls"],
+                        "runner": summary["stats"]["runner"],
+                        "chunks": summary["stats"]["chunks_total"],
+                    }
+                )
+            )
+        print(
+            json.dumps(
+                {"first_run_api_calls": first["api_calls"], "median_rerun_s": round(statistics.median(times), 2)}
+            )
+        )
 
 
 def _child_cpu() -> float:

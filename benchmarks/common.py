@@ -55,8 +55,17 @@ class Settings:
 
     @classmethod
     def quick_defaults(cls) -> dict[str, Any]:
-        return {"quick": True, "n": 2_000, "images": 8, "image_latency": 0.5, "memory_n": 1_000,
-                "rerun_n": 10_000, "search_n": 20_000, "search_queries": 5, "sdk_n": 1_000}
+        return {
+            "quick": True,
+            "n": 2_000,
+            "images": 8,
+            "image_latency": 0.5,
+            "memory_n": 1_000,
+            "rerun_n": 10_000,
+            "search_n": 20_000,
+            "search_queries": 5,
+            "sdk_n": 1_000,
+        }
 
     @property
     def root(self) -> Path:
@@ -87,8 +96,16 @@ class Outcome:
     profiles: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
 
-    def add(self, name: str, value: float, unit: str = "", *, at_least: float | None = None,
-            at_most: float | None = None, note: str = "") -> Figure:
+    def add(
+        self,
+        name: str,
+        value: float,
+        unit: str = "",
+        *,
+        at_least: float | None = None,
+        at_most: float | None = None,
+        note: str = "",
+    ) -> Figure:
         target, ok = "", None
         if at_least is not None:
             target, ok = f"≥ {at_least:g}", value >= at_least
@@ -109,8 +126,9 @@ class Outcome:
 
 def use_emulator_env(base_url: str) -> None:
     """Point ``build_client`` / ``ApiSettings.from_env`` at the emulator."""
-    os.environ.update(QUANT_API_KEY=TOKEN, QUANT_ORGANIZATION=ORG, QUANT_BASE_URL=base_url,
-                      PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    os.environ.update(
+        QUANT_API_KEY=TOKEN, QUANT_ORGANIZATION=ORG, QUANT_BASE_URL=base_url, PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
 
 
 @contextmanager
@@ -164,8 +182,9 @@ def write_corpus_table(path: Path, n: int, *, min_words: int = 60, max_words: in
     with pq.ParquetWriter(path, schema) as writer:
         for start in range(0, n, 10_000):
             part = [next(texts) for _ in range(min(10_000, n - start))]
-            writer.write_table(pa.table({"id": [f"doc-{start + i:07d}" for i in range(len(part))], "text": part},
-                                        schema=schema))
+            writer.write_table(
+                pa.table({"id": [f"doc-{start + i:07d}" for i in range(len(part))], "text": part}, schema=schema)
+            )
     return path
 
 
@@ -178,16 +197,24 @@ def corpus_config(table: Path, out: Path, concurrency: int) -> Any:
     from quant_batch.config_files import parse_config
     from quant_batch.embed.config import CorpusConfig
 
-    data = {"sources": [{"table": str(table), "id_column": "id", "text_column": "text"}], "out": str(out),
-            "chunking": {"max_chars": 4000, "overlap_chars": 0}, "concurrency": concurrency}
+    data = {
+        "sources": [{"table": str(table), "id_column": "id", "text_column": "text"}],
+        "out": str(out),
+        "chunking": {"max_chars": 4000, "overlap_chars": 0},
+        "concurrency": concurrency,
+    }
     return parse_config(CorpusConfig, data, source="bench")
 
 
 def corpus_yaml(table: Path, out: Path, concurrency: int, path: Path) -> Path:
     import yaml
 
-    data = {"sources": [{"table": str(table), "id_column": "id", "text_column": "text"}], "out": str(out),
-            "chunking": {"max_chars": 4000, "overlap_chars": 0}, "concurrency": concurrency}
+    data = {
+        "sources": [{"table": str(table), "id_column": "id", "text_column": "text"}],
+        "out": str(out),
+        "chunking": {"max_chars": 4000, "overlap_chars": 0},
+        "concurrency": concurrency,
+    }
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -200,6 +227,7 @@ def library_client(concurrency: int) -> Any:
 
 
 # --- measuring ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Measure:

@@ -56,8 +56,15 @@ def library_run(s: Settings, emu: Any, out: Path, *, profiler: ThreadProfiler | 
         run_mod.embed_shard = original
     events = [e for e in emu.stats()["events"] if e["endpoint"] == "embeddings"]
     span = (max(e["t"] for e in events) - min(e["t"] for e in events)) if len(events) > 1 else 0.0
-    return {"wall": m.wall, "cpu": m.cpu, "calls": endpoint_calls(emu, "embeddings"), "status": summary.status,
-            "embedded": summary.stats.get("embedded", 0), "summary_wall": summary.wall_s, "request_span": span}
+    return {
+        "wall": m.wall,
+        "cpu": m.cpu,
+        "calls": endpoint_calls(emu, "embeddings"),
+        "status": summary.status,
+        "embedded": summary.stats.get("embedded", 0),
+        "summary_wall": summary.wall_s,
+        "request_span": span,
+    }
 
 
 def median_runs(s: Settings, emu: Any, repeats: int) -> dict[str, Any]:
@@ -77,23 +84,37 @@ def run(s: Settings) -> Outcome:
         emu_cpu0 = sum(emu_proc.cpu_times()[:2]) if emu_proc else 0.0
         res = median_runs(s, emu, repeats)
         emu_cpu = (sum(emu_proc.cpu_times()[:2]) - emu_cpu0) / repeats if emu_proc else float("nan")
-        (s.root / RESULT_FILE).write_text(json.dumps({**res, "n": s.n, "latency": s.embed_latency,
-                                                       "concurrency": s.concurrency}))
+        (s.root / RESULT_FILE).write_text(
+            json.dumps({**res, "n": s.n, "latency": s.embed_latency, "concurrency": s.concurrency})
+        )
         ceiling = s.concurrency / s.embed_latency
         rps = res["calls"] / res["wall"]
         cpu_per_k = statistics.median(res["cpus"]) / (res["embedded"] / 1000)
         out.add("texts embedded", res["embedded"], "chunks", note=f"{res['calls']} API calls, status {res['status']}")
-        out.add(f"wall (median of {repeats})", res["wall"], "s", note="runs: " + ", ".join(f"{w:.2f}" for w in res["walls"]))
+        out.add(
+            f"wall (median of {repeats})", res["wall"], "s", note="runs: " + ", ".join(f"{w:.2f}" for w in res["walls"])
+        )
         out.add("chunks/s", res["embedded"] / res["wall"], "chunks/s")
-        out.add("achieved req/s ÷ (concurrency ÷ latency)", rps / ceiling, "", at_least=0.95,
-                note=f"{rps:.1f} req/s over the whole call vs ceiling {ceiling:.1f}; "
-                     f"{res['calls'] / max(res['request_span'], 1e-9):.1f} req/s between first and last request")
-        out.add("client CPU per 1,000 vectors", cpu_per_k, "CPU-s", at_most=0.1,
-                note=f"process CPU {statistics.median(res['cpus']):.2f} s for {res['embedded']} vectors "
-                     f"(emulator process: {emu_cpu:.2f} CPU-s per run)")
+        out.add(
+            "achieved req/s ÷ (concurrency ÷ latency)",
+            rps / ceiling,
+            "",
+            at_least=0.95,
+            note=f"{rps:.1f} req/s over the whole call vs ceiling {ceiling:.1f}; "
+            f"{res['calls'] / max(res['request_span'], 1e-9):.1f} req/s between first and last request",
+        )
+        out.add(
+            "client CPU per 1,000 vectors",
+            cpu_per_k,
+            "CPU-s",
+            at_most=0.1,
+            note=f"process CPU {statistics.median(res['cpus']):.2f} s for {res['embedded']} vectors "
+            f"(emulator process: {emu_cpu:.2f} CPU-s per run)",
+        )
         out.add("peak RSS of this process", peak_rss_mb(), "MB")
-        out.notes.append(f"Ideal wall (calls ÷ concurrency × latency): {res['calls'] / ceiling:.2f} s; "
-                         f"measured {res['wall']:.2f} s.")
+        out.notes.append(
+            f"Ideal wall (calls ÷ concurrency × latency): {res['calls'] / ceiling:.2f} s; measured {res['wall']:.2f} s."
+        )
         if any(f.ok is False for f in out.figures) and not s.quick:
             prof = ThreadProfiler(timer=time.thread_time)
             library_run(s, emu, s.root / "embed-out-prof", profiler=prof)

@@ -46,9 +46,15 @@ def child(table: str, out: str, concurrency: int, trace: bool, duckdb_limit: str
         summary = run_corpus(cfg, client)
     if watcher:
         watcher.stop()
-    result = {"rss_mb": peak_rss_mb(), "baseline_mb": baseline, "wall": m.wall, "status": summary.status,
-              "embedded": summary.stats.get("embedded"), "arrow_max_mb": pa.default_memory_pool().max_memory() / 2**20,
-              "arrow_pool": pa.default_memory_pool().backend_name}
+    result = {
+        "rss_mb": peak_rss_mb(),
+        "baseline_mb": baseline,
+        "wall": m.wall,
+        "status": summary.status,
+        "embedded": summary.stats.get("embedded"),
+        "arrow_max_mb": pa.default_memory_pool().max_memory() / 2**20,
+        "arrow_pool": pa.default_memory_pool().backend_name,
+    }
     if watcher:
         result["tracemalloc_peak_mb"] = watcher.peak / 2**20
         stats = watcher.snapshot.statistics("lineno")[:15] if watcher.snapshot else []
@@ -96,8 +102,16 @@ class _PeakWatcher:
 
 def spawn(table: Path, out: Path, concurrency: int, *, trace: bool = False, duckdb_limit: str = "") -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "benchmarks.memory", str(table), str(out), str(concurrency), "1" if trace else "0",
-           duckdb_limit]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.memory",
+        str(table),
+        str(out),
+        str(concurrency),
+        "1" if trace else "0",
+        duckdb_limit,
+    ]
     proc = subprocess.run(cmd, check=True, capture_output=True, text=True, env=dict(os.environ))
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     shutil.rmtree(out, ignore_errors=True)
@@ -113,25 +127,39 @@ def run(s: Settings) -> Outcome:
             table = write_corpus_table(s.root / f"corpus-{n}.parquet", n)
             results[n] = spawn(table, s.root / f"memory-out-{n}", s.concurrency)
             r = results[n]
-            out.add(f"peak RSS at {n:,} chunks", r["rss_mb"], "MB",
-                    note=f"after imports {r['baseline_mb']:.0f} MB; Arrow pool ({r['arrow_pool']}) peak "
-                         f"{r['arrow_max_mb']:.0f} MB; run {r['wall']:.1f} s, {r['embedded']} embedded")
+            out.add(
+                f"peak RSS at {n:,} chunks",
+                r["rss_mb"],
+                "MB",
+                note=f"after imports {r['baseline_mb']:.0f} MB; Arrow pool ({r['arrow_pool']}) peak "
+                f"{r['arrow_max_mb']:.0f} MB; run {r['wall']:.1f} s, {r['embedded']} embedded",
+            )
         small, big = (results[n] for n in sizes)
         ratio = big["rss_mb"] / small["rss_mb"]
         out.add("peak RSS ratio (10 × N ÷ N)", ratio, "", at_most=1.2)
         growth = (big["rss_mb"] - big["baseline_mb"]) / max(small["rss_mb"] - small["baseline_mb"], 1e-9)
         out.add("growth over imports ratio (10 × N ÷ N)", growth, "")
-        out.notes.append("Runs use emulator latency 0 (memory does not depend on it; in-flight requests are "
-                         "bounded by concurrency either way).")
+        out.notes.append(
+            "Runs use emulator latency 0 (memory does not depend on it; in-flight requests are "
+            "bounded by concurrency either way)."
+        )
         if ratio > 1.2 and not s.quick:
             for label, limit in (("DuckDB memory_limit 256MB (monkeypatched)", "256MB"),):
-                capped = [spawn(s.root / f"corpus-{n}.parquet", s.root / "memory-capped", s.concurrency,
-                                duckdb_limit=limit) for n in sizes]
-                out.add(f"diagnostic: peak RSS ratio with {label}", capped[1]["rss_mb"] / capped[0]["rss_mb"], "",
-                        note=f"{capped[0]['rss_mb']:.0f} MB → {capped[1]['rss_mb']:.0f} MB")
+                capped = [
+                    spawn(s.root / f"corpus-{n}.parquet", s.root / "memory-capped", s.concurrency, duckdb_limit=limit)
+                    for n in sizes
+                ]
+                out.add(
+                    f"diagnostic: peak RSS ratio with {label}",
+                    capped[1]["rss_mb"] / capped[0]["rss_mb"],
+                    "",
+                    note=f"{capped[0]['rss_mb']:.0f} MB → {capped[1]['rss_mb']:.0f} MB",
+                )
             traced = spawn(s.root / f"corpus-{sizes[1]}.parquet", s.root / "memory-trace", s.concurrency, trace=True)
-            out.profiles[f"tracemalloc at {sizes[1]:,} chunks (peak traced "
-                         f"{traced['tracemalloc_peak_mb']:.0f} MB; top sites still allocated at the end)"] = traced["tracemalloc_top"]
+            out.profiles[
+                f"tracemalloc at {sizes[1]:,} chunks (peak traced "
+                f"{traced['tracemalloc_peak_mb']:.0f} MB; top sites still allocated at the end)"
+            ] = traced["tracemalloc_top"]
     return out
 
 

@@ -32,8 +32,12 @@ def canned_body(seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((BATCH, DIMS)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    body = {"embeddings": v.tolist(), "model": MODEL, "dimension": DIMS,
-            "usage": {"inputTokens": 15_000, "totalTokens": 15_000}}
+    body = {
+        "embeddings": v.tolist(),
+        "model": MODEL,
+        "dimension": DIMS,
+        "usage": {"inputTokens": 15_000, "totalTokens": 15_000},
+    }
     return json.dumps(body).encode()
 
 
@@ -52,14 +56,22 @@ def _table(vectors: np.ndarray) -> pa.Table:
     from quant_batch.store.records import vector_array
 
     n = len(vectors)
-    return pa.table({
-        "key": [f"k{i:08d}" for i in range(n)], "chunk_id": [f"c{i}" for i in range(n)],
-        "doc_id": [f"d{i}" for i in range(n)], "source_path": ["bench.parquet"] * n,
-        "position": pa.array([0] * n, pa.int32()), "text": ["x" * 700] * n,
-        "tokens": pa.array([150] * n, pa.int32()), "model": [MODEL] * n,
-        "dimensions": pa.array([DIMS] * n, pa.int32()), "normalize": [True] * n,
-        "run_id": ["bench"] * n, "vector": vector_array(vectors),
-    })
+    return pa.table(
+        {
+            "key": [f"k{i:08d}" for i in range(n)],
+            "chunk_id": [f"c{i}" for i in range(n)],
+            "doc_id": [f"d{i}" for i in range(n)],
+            "source_path": ["bench.parquet"] * n,
+            "position": pa.array([0] * n, pa.int32()),
+            "text": ["x" * 700] * n,
+            "tokens": pa.array([150] * n, pa.int32()),
+            "model": [MODEL] * n,
+            "dimensions": pa.array([DIMS] * n, pa.int32()),
+            "normalize": [True] * n,
+            "run_id": ["bench"] * n,
+            "vector": vector_array(vectors),
+        }
+    )
 
 
 def run(s: Settings) -> Outcome:
@@ -83,8 +95,11 @@ def run(s: Settings) -> Outcome:
         "quality gate (finite, norms)": lambda: _gate(vectors),
         "Arrow table (12 columns)": lambda: _table(vectors),
         "Parquet write, zstd (the pipeline's write_parquet_atomic)": lambda: write_parquet_atomic(
-            table, work / "z.parquet", {"model": MODEL, "dimensions": str(DIMS), "normalize": "true"},
-            dictionary=("doc_id", "source_path", "model", "run_id")),
+            table,
+            work / "z.parquet",
+            {"model": MODEL, "dimensions": str(DIMS), "normalize": "true"},
+            dictionary=("doc_id", "source_path", "model", "run_id"),
+        ),
         "Parquet write, snappy": lambda: pq.write_table(table, work / "s.parquet", compression="snappy"),
         "Parquet write, uncompressed": lambda: pq.write_table(table, work / "u.parquet", compression="none"),
     }
@@ -96,13 +111,19 @@ def run(s: Settings) -> Outcome:
         out.add(name, cpu, "CPU-s/1k")
     out.add("client CPU: decode → matrix → gate → Arrow → Parquet", total, "CPU-s/1k", at_most=0.1)
     load = duckdb_load_cpu(table, work, parts=10 if s.quick else 40)
-    out.add("catalog writer: DuckDB load of parts (Catalog.load_vector_parts)", load, "CPU-s/1k",
-            note="one bulk load of all parts, the pipeline's own SQL; DuckDB's threads included")
+    out.add(
+        "catalog writer: DuckDB load of parts (Catalog.load_vector_parts)",
+        load,
+        "CPU-s/1k",
+        note="one bulk load of all parts, the pipeline's own SQL; DuckDB's threads included",
+    )
     out.add("client + catalog writer", total + load, "CPU-s/1k")
     size = (work / "z.parquet").stat().st_size
     raw = (work / "u.parquet").stat().st_size
-    out.notes.append(f"Part file of 100 vectors: {size / 1e3:.0f} kB with zstd vs {raw / 1e3:.0f} kB "
-                     "uncompressed: random float32 barely compresses.")
+    out.notes.append(
+        f"Part file of 100 vectors: {size / 1e3:.0f} kB with zstd vs {raw / 1e3:.0f} kB "
+        "uncompressed: random float32 barely compresses."
+    )
     shutil.rmtree(work, ignore_errors=True)
     return out
 

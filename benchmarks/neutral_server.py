@@ -25,8 +25,12 @@ def make_answer(n: int, dims: int) -> bytes:
     v = rng.standard_normal((n, dims)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     tokens = 150 * n
-    body = {"embeddings": v.tolist(), "model": "amazon.titan-embed-text-v2:0", "dimension": dims,
-            "usage": {"inputTokens": tokens, "totalTokens": tokens}}
+    body = {
+        "embeddings": v.tolist(),
+        "model": "amazon.titan-embed-text-v2:0",
+        "dimension": dims,
+        "usage": {"inputTokens": tokens, "totalTokens": tokens},
+    }
     return json.dumps(body).encode()
 
 

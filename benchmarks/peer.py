@@ -57,8 +57,12 @@ def read_jsonl_texts(path: Path) -> list[str]:
 @contextmanager
 def neutral_server(latency: float) -> Iterator[str]:
     """The neutral server in its own process; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.neutral_server", "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.neutral_server", "--latency", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line.startswith("PORT "):
@@ -86,9 +90,14 @@ def measure_process(cmd: list[str], env: dict[str, str], log: Path, cwd: Path = 
 
 
 def _env(base_url: str) -> dict[str, str]:
-    return {**os.environ, "QUANT_API_KEY": TOKEN, "QUANT_ORGANIZATION": ORG, "QUANT_BASE_URL": base_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "QUANT_API_KEY": TOKEN,
+        "QUANT_ORGANIZATION": ORG,
+        "QUANT_BASE_URL": base_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def quant_batch_cli() -> list[str]:
@@ -109,34 +118,52 @@ def run(s: Settings) -> Outcome:
     with neutral_server(s.embed_latency) as url:
         env = _env(url)
         ours = measure_process(quant_batch_cli() + ["embed", str(config), "--no-prefect"], env, work / "qb.log")
-        hand = measure_process(me + ["requests", url, str(corpus), str(work / "requests.parquet")], env,
-                               work / "requests.log")
+        hand = measure_process(
+            me + ["requests", url, str(corpus), str(work / "requests.parquet")], env, work / "requests.log"
+        )
         client = measure_process(me + ["client", url, str(corpus)], env, work / "client.log")
-        sdk = measure_process(me + ["sdk", url, str(corpus), str(work / "sdk.parquet"), str(sdk_n)], env,
-                              work / "sdk.log")
+        sdk = measure_process(
+            me + ["sdk", url, str(corpus), str(work / "sdk.parquet"), str(sdk_n)], env, work / "sdk.log"
+        )
     k = s.n / 1000
     sdk_wall = sdk["wall"] + sdk["loop_wall"] * (s.n / sdk_n - 1)
     out.add("quant-batch CLI: wall", ours["wall"], "s", note=f"whole process, {s.n} texts, concurrency {CONCURRENCY}")
-    out.add("quant-batch CLI: CPU per 1,000 vectors (user+sys)", ours["cpu"] / k, "CPU-s", at_most=0.15,
-            note=f"{ours['cpu']:.2f} CPU-s for the whole process")
+    out.add(
+        "quant-batch CLI: CPU per 1,000 vectors (user+sys)",
+        ours["cpu"] / k,
+        "CPU-s",
+        at_most=0.15,
+        note=f"{ours['cpu']:.2f} CPU-s for the whole process",
+    )
     out.add("quant-batch CLI: peak RSS", ours["rss_mb"], "MB", at_most=350)
     out.add("hand-written requests + ThreadPool(16): wall", hand["wall"], "s")
     out.add("hand-written: CPU per 1,000 vectors", hand["cpu"] / k, "CPU-s", note=f"peak RSS {hand['rss_mb']:.0f} MB")
-    out.add("SDK sequential loop: wall for the corpus", sdk_wall, "s",
-            note=("measured" if sdk_n == s.n else f"projected from {sdk_n} texts in {sdk['loop_wall']:.1f} s")
-            + f"; CPU {sdk['cpu'] / (sdk_n / 1000):.2f} CPU-s/1k; peak RSS {sdk['rss_mb']:.0f} MB")
+    out.add(
+        "SDK sequential loop: wall for the corpus",
+        sdk_wall,
+        "s",
+        note=("measured" if sdk_n == s.n else f"projected from {sdk_n} texts in {sdk['loop_wall']:.1f} s")
+        + f"; CPU {sdk['cpu'] / (sdk_n / 1000):.2f} CPU-s/1k; peak RSS {sdk['rss_mb']:.0f} MB",
+    )
     out.add("hand-written wall ÷ quant-batch wall", hand["wall"] / ours["wall"], "", at_least=1.1)
     out.add("SDK wall ÷ quant-batch wall", sdk_wall / ours["wall"], "", at_least=13)
-    out.add("QuantClient alone: CPU per 1,000 vectors", client["loop_cpu"] / k, "CPU-s",
-            note=f"16 threads, vectors dropped; {client['loop_wall']:.2f} s wall in the loop")
-    out.notes.append(f"Ideal wall at concurrency {CONCURRENCY}: {s.n / 100 / CONCURRENCY * s.embed_latency:.2f} s "
-                     f"({s.n // 100} calls of 100 texts at {s.embed_latency} s). Load (1-min average) "
-                     f"{load_before:.2f} before the contenders ran, {os.getloadavg()[0]:.2f} after: "
-                     "this box has 2 cores, so a load above 2 inflates every wall here.")
+    out.add(
+        "QuantClient alone: CPU per 1,000 vectors",
+        client["loop_cpu"] / k,
+        "CPU-s",
+        note=f"16 threads, vectors dropped; {client['loop_wall']:.2f} s wall in the loop",
+    )
+    out.notes.append(
+        f"Ideal wall at concurrency {CONCURRENCY}: {s.n / 100 / CONCURRENCY * s.embed_latency:.2f} s "
+        f"({s.n // 100} calls of 100 texts at {s.embed_latency} s). Load (1-min average) "
+        f"{load_before:.2f} before the contenders ran, {os.getloadavg()[0]:.2f} after: "
+        "this box has 2 cores, so a load above 2 inflates every wall here."
+    )
     return out
 
 
 # --- the contenders' own processes ------------------------------------------------------------
+
 
 def _client_loop(url: str, corpus: Path) -> dict[str, float]:
     from benchmarks.baselines import batched

@@ -58,8 +58,12 @@ def run(s: Settings) -> Outcome:
     out.add("flow's own run summary wall (median)", inside, "s", note="CorpusRun start to finish inside the flow")
     out.add("ephemeral server start + first flow", cold.wall, "s", note=f"a second empty flow: {warm_noop.wall:.2f} s")
     out.add("flow wall ÷ library wall (server warm)", fl / lib, "", at_most=1.05)
-    out.add("flow wall ÷ library wall (incl. server start)", (fl + cold.wall - warm_noop.wall) / lib, "",
-            note="a cold `quant-batch embed` without PREFECT_API_URL; fixed cost, shrinks with corpus size")
+    out.add(
+        "flow wall ÷ library wall (incl. server start)",
+        (fl + cold.wall - warm_noop.wall) / lib,
+        "",
+        note="a cold `quant-batch embed` without PREFECT_API_URL; fixed cost, shrinks with corpus size",
+    )
     for d in ("prefect-lib", "prefect-flow"):
         shutil.rmtree(s.root / d, ignore_errors=True)
     return out

@@ -21,8 +21,18 @@ def write_manifest(path: Path, rows: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         for i in range(rows):
-            fh.write(json.dumps({"id": f"img-{i:04d}", "prompt": f"A lighthouse on a rocky coast, study {i}",
-                                 "width": 512, "height": 512, "seed": i}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"img-{i:04d}",
+                        "prompt": f"A lighthouse on a rocky coast, study {i}",
+                        "width": 512,
+                        "height": 512,
+                        "seed": i,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -34,8 +44,9 @@ def render_once(s: Settings, manifest: Path, out_dir: Path, profiler: ThreadProf
     from quant_batch.render.config import RenderConfig
 
     shutil.rmtree(out_dir, ignore_errors=True)
-    cfg = parse_config(RenderConfig, {"manifest": str(manifest), "out": str(out_dir), "concurrency": s.concurrency},
-                       source="bench")
+    cfg = parse_config(
+        RenderConfig, {"manifest": str(manifest), "out": str(out_dir), "concurrency": s.concurrency}, source="bench"
+    )
     original = render_mod.render_rows
     if profiler:
         render_mod.render_rows = profiler.wrap(original)
@@ -58,10 +69,19 @@ def run(s: Settings) -> Outcome:
         m, summary = render_once(s, manifest, s.root / "images" / "out")
         calls = endpoint_calls(emu, "image-generation")
         rss = peak_rss_mb()
-        out.add(f"{s.images} rows: wall", m.wall, "s",
-                note=f"{summary.stats['rendered']} rendered, {calls} calls, status {summary.status}, CPU {m.cpu:.2f} s")
-        out.add("wall ÷ ideal (ceil(M ÷ concurrency) × latency)", m.wall / ideal, "", at_most=1.05,
-                note=f"ideal {ideal:.1f} s at {s.image_latency} s per image")
+        out.add(
+            f"{s.images} rows: wall",
+            m.wall,
+            "s",
+            note=f"{summary.stats['rendered']} rendered, {calls} calls, status {summary.status}, CPU {m.cpu:.2f} s",
+        )
+        out.add(
+            "wall ÷ ideal (ceil(M ÷ concurrency) × latency)",
+            m.wall / ideal,
+            "",
+            at_most=1.05,
+            note=f"ideal {ideal:.1f} s at {s.image_latency} s per image",
+        )
         out.add("peak RSS (library run)", rss, "MB")
         if m.wall / ideal > 1.05 and not s.quick:
             prof = ThreadProfiler()
@@ -77,7 +97,11 @@ def run(s: Settings) -> Outcome:
         flow(name="bench-noop")(lambda: None)()  # start the temporary server outside the timing
         with measured() as fm:
             res = render_images(target=str(manifest), out=str(s.root / "images" / "flow"), concurrency=s.concurrency)
-        out.add("Prefect flow (server warm): wall ÷ ideal", fm.wall / ideal, "",
-                note=f"{fm.wall:.2f} s, status {res['status']}")
+        out.add(
+            "Prefect flow (server warm): wall ÷ ideal",
+            fm.wall / ideal,
+            "",
+            note=f"{fm.wall:.2f} s, status {res['status']}",
+        )
     shutil.rmtree(s.root / "images", ignore_errors=True)
     return out

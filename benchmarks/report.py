@@ -12,14 +12,27 @@ from pathlib import Path
 
 from benchmarks.common import Outcome, Settings
 
-PACKAGES = ("quant-batch", "prefect", "duckdb", "pyarrow", "numpy", "requests", "orjson", "quantcdn-client",
-            "uvicorn", "faiss-cpu")
+PACKAGES = (
+    "quant-batch",
+    "prefect",
+    "duckdb",
+    "pyarrow",
+    "numpy",
+    "requests",
+    "orjson",
+    "quantcdn-client",
+    "uvicorn",
+    "faiss-cpu",
+)
 
 
 def machine() -> dict[str, str]:
-    info = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "nproc": str(len(os.sched_getaffinity(0))), "python": platform.python_version(),
-            "platform": platform.platform()}
+    info = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     try:
         mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
         info["RAM"] = f"{int(mem) / 2**20:.1f} GiB"
@@ -28,8 +41,16 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                        cwd=Path(__file__).parent, check=True).stdout.strip() + " (working tree may differ)"
+        info["commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                check=True,
+            ).stdout.strip()
+            + " (working tree may differ)"
+        )
     except (OSError, subprocess.CalledProcessError):
         pass
     for pkg in PACKAGES:
@@ -67,21 +88,39 @@ def _doc(scenario: str) -> str:
 
 
 def render(settings: Settings, outcomes: list[Outcome], failures: dict[str, str], total_wall: float) -> str:
-    lines = ["# Benchmarks", "", "Run: `python -m benchmarks` (default: about 18 minutes on a 2-core box, a third of it building the 1M-vector search set and a third the memory diagnostics), "
-             "`--quick` (smoke test), `--scenarios embed,sdk`, `--n 20000`, `--search-n 200000`, `--keep`; "
-             "see `python -m benchmarks --help`.", "",
-             "Written by `python -m benchmarks" + (" --quick" if settings.quick else "") + "`; every figure below is "
-             "from that run. The emulator runs in its own process at a fixed latency; each scenario runs in a fresh "
-             "Python process.", "", "## Machine", "", "| | |", "|---|---|"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Run: `python -m benchmarks` (default: about 18 minutes on a 2-core box, a third of it building the 1M-vector search set and a third the memory diagnostics), "
+        "`--quick` (smoke test), `--scenarios embed,sdk`, `--n 20000`, `--search-n 200000`, `--keep`; "
+        "see `python -m benchmarks --help`.",
+        "",
+        "Written by `python -m benchmarks" + (" --quick" if settings.quick else "") + "`; every figure below is "
+        "from that run. The emulator runs in its own process at a fixed latency; each scenario runs in a fresh "
+        "Python process.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in machine().items()]
     lines += ["", "## Settings", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in asdict(settings).items()]
-    lines += [f"| total benchmark wall | {total_wall:.0f} s |", "", "## Figures", "",
-              "| scenario | figure | value | target | result | note |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| total benchmark wall | {total_wall:.0f} s |",
+        "",
+        "## Figures",
+        "",
+        "| scenario | figure | value | target | result | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for o in outcomes:
         for f in o.figures:
-            lines.append(f"| {o.scenario} | {f.name} | {_value(f.value, f.unit)} | {f.target} | {_result(f.ok)} | "
-                         f"{f.note.replace('|', '/')} |")
+            lines.append(
+                f"| {o.scenario} | {f.name} | {_value(f.value, f.unit)} | {f.target} | {_result(f.ok)} | "
+                f"{f.note.replace('|', '/')} |"
+            )
     for name, err in failures.items():
         lines.append(f"| {name} | scenario failed | | | **ERROR** | {err.splitlines()[-1][:200] if err else ''} |")
     missed = [(o.scenario, f) for o in outcomes for f in o.figures if f.ok is False]

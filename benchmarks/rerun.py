@@ -37,17 +37,26 @@ def run(s: Settings) -> Outcome:
     with emulator(embed_latency=0.0) as emu, library_client(s.concurrency) as client:
         with measured() as first:
             summary = run_corpus(cfg, client)
-        out.add("first run (populate, latency 0)", first.wall, "s",
-                note=f"{summary.stats['embedded']:,} embedded in {summary.api_calls} calls")
+        out.add(
+            "first run (populate, latency 0)",
+            first.wall,
+            "s",
+            note=f"{summary.stats['embedded']:,} embedded in {summary.api_calls} calls",
+        )
         set_latency(emu, embed_latency=s.embed_latency)
         emu.reset()
         set_latency(emu, embed_latency=s.embed_latency)
         with measured() as again:
             summary = run_corpus(cfg, client)
         calls = endpoint_calls(emu, "embeddings")
-        out.add(f"rerun of {n:,} unchanged chunks: wall", again.wall, "s", at_most=10,
-                note=f"CPU {again.cpu:.2f} s; unchanged {summary.stats['chunks_unchanged']:,}, "
-                     f"documents unchanged {summary.stats['documents_unchanged']:,}")
+        out.add(
+            f"rerun of {n:,} unchanged chunks: wall",
+            again.wall,
+            "s",
+            at_most=10,
+            note=f"CPU {again.cpu:.2f} s; unchanged {summary.stats['chunks_unchanged']:,}, "
+            f"documents unchanged {summary.stats['documents_unchanged']:,}",
+        )
         out.add("rerun: API calls", calls, "calls", at_most=0)
         if again.wall > 10 and not s.quick:
             prof = ThreadProfiler()

@@ -27,8 +27,10 @@ def write_short_jsonl(path: Path, n: int) -> Path:
     if path.exists() and path.stat().st_size > 0:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    words = ("amber brisk calm dusty eager faint gentle hollow icy jolly keen lucid misty noble opal harbour "
-             "lantern meadow orchard quarry river saddle tunnel valley willow beacon canyon").split()
+    words = (
+        "amber brisk calm dusty eager faint gentle hollow icy jolly keen lucid misty noble opal harbour "
+        "lantern meadow orchard quarry river saddle tunnel valley willow beacon canyon"
+    ).split()
     with path.open("w") as f:
         for i in range(n):
             text = " ".join(words[(i * 7 + j * 13 + i // 97) % len(words)] for j in range(12))
@@ -72,12 +74,18 @@ def _one_size(s: Settings, out: Outcome, env: dict[str, str], n: int) -> None:
     out.add(f"{label}: peak RSS", first["rss_mb"], "MB", at_most=350)
     raw = n * DIMS * 4
     before = disk_bytes(target, matrix=False)
-    out.add(f"{label}: disk per vector, without the search matrix", before / raw, "× raw float32", at_most=1.5,
-            note=f"{before / 2**20:,.0f} MiB for {raw / 2**20:,.0f} MiB of float32")
+    out.add(
+        f"{label}: disk per vector, without the search matrix",
+        before / raw,
+        "× raw float32",
+        at_most=1.5,
+        note=f"{before / 2**20:,.0f} MiB for {raw / 2**20:,.0f} MiB of float32",
+    )
     again = measure_process(quant_batch_cli() + ["embed", str(config), "--no-prefect"], env, work / f"rerun-{n}.log")
     out.add(f"{label}: unchanged rerun wall", again["wall"], "s", note=f"CPU {again['cpu']:.1f} s")
-    times = measure_process([sys.executable, "-m", "benchmarks.scale", "search", str(target)], env,
-                            work / f"search-{n}.log")
+    times = measure_process(
+        [sys.executable, "-m", "benchmarks.scale", "search", str(target)], env, work / f"search-{n}.log"
+    )
     out.add(f"{label}: first search (builds the matrix from 100k chunks on)", times["first"], "s")
     out.add(f"{label}: search latency (median of 5, in-process)", times["median"], "s", at_most=0.5)
     after = disk_bytes(target, matrix=True)

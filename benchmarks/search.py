@@ -48,7 +48,9 @@ def generate(folder: Path, n: int, seed: int = 42) -> dict[str, float]:
     need = n * DIMS * 14
     free = shutil.disk_usage(folder).free
     if free < need * 1.2:
-        raise RuntimeError(f"search set needs ~{need / 1e9:.1f} GB on {folder}, {free / 1e9:.1f} GB free; use --search-n")
+        raise RuntimeError(
+            f"search set needs ~{need / 1e9:.1f} GB on {folder}, {free / 1e9:.1f} GB free; use --search-n"
+        )
     from quant_batch.store.records import vector_array
 
     rng = np.random.default_rng(seed)
@@ -64,16 +66,18 @@ def generate(folder: Path, n: int, seed: int = 42) -> dict[str, float]:
             m = min(SLICE, n - start)
             noise = rng.standard_normal((m, DIMS), dtype=np.float32) / np.float32(np.sqrt(DIMS))
             v = _unit(centroids[rng.integers(CLUSTERS, size=m)] + noise).astype(np.float32)
-            f32[start:start + m] = v
-            f16[start:start + m] = v.astype(np.float16)
+            f32[start : start + m] = v
+            f16[start : start + m] = v.astype(np.float16)
             writer.write_table(pa.table({"id": np.arange(start, start + m), "vector": vector_array(v)}, schema=schema))
     f32.flush(), f16.flush()
     del f32, f16
     times["generate + write npy/parquet"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     con = _duckdb(folder)
-    con.execute(f"CREATE TABLE chunks AS SELECT id, vector::FLOAT[{DIMS}] AS vector "
-                f"FROM read_parquet('{folder / 'vectors.parquet'}')")
+    con.execute(
+        f"CREATE TABLE chunks AS SELECT id, vector::FLOAT[{DIMS}] AS vector "
+        f"FROM read_parquet('{folder / 'vectors.parquet'}')"
+    )
     con.close()
     times["DuckDB load from Parquet"] = time.perf_counter() - t0
     (folder / "READY").write_text("ok")
@@ -109,20 +113,21 @@ def numpy_f16(mat16: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
     def search(q: np.ndarray) -> np.ndarray:
         for start in range(0, len(mat16), BLOCK):
-            block = mat16[start:start + BLOCK]
-            scores[start:start + len(block)] = block.astype(np.float32) @ q
+            block = mat16[start : start + BLOCK]
+            scores[start : start + len(block)] = block.astype(np.float32) @ q
         return top_k(scores)
 
     return search
 
 
 def duckdb_search(con, fn: str) -> Callable[[np.ndarray], np.ndarray]:
-    sql = (f"SELECT id FROM chunks ORDER BY {fn}(vector, ?::FLOAT[{DIMS}]) DESC LIMIT 10")
+    sql = f"SELECT id FROM chunks ORDER BY {fn}(vector, ?::FLOAT[{DIMS}]) DESC LIMIT 10"
     return lambda q: np.array([r[0] for r in con.execute(sql, [q.tolist()]).fetchall()])
 
 
-def timed(search: Callable[[np.ndarray], np.ndarray], qs: np.ndarray, truth: list[set[int]],
-          budget_s: float = 20.0) -> tuple[float, float, int]:
+def timed(
+    search: Callable[[np.ndarray], np.ndarray], qs: np.ndarray, truth: list[set[int]], budget_s: float = 20.0
+) -> tuple[float, float, int]:
     """(median seconds per query, recall@10, queries timed); one untimed warm-up query."""
     search(qs[0])
     lat, hits, done = [], 0, 0
@@ -151,10 +156,12 @@ def ann_faiss(f32: np.ndarray, out: Outcome, qs: np.ndarray, truth: list[set[int
     sample = np.asarray(f32[np.random.default_rng(1).choice(n, size=min(n, 40 * nlist), replace=False)])
     index.train(sample)
     for start in range(0, n, SLICE * 4):
-        index.add(np.ascontiguousarray(f32[start:start + SLICE * 4]))
+        index.add(np.ascontiguousarray(f32[start : start + SLICE * 4]))
     build = time.perf_counter() - t0
-    out.notes.append(f"faiss IVF-Flat: nlist {nlist}, trained on {len(sample):,} vectors, built in {build:.1f} s "
-                     f"(holds a full float32 copy in RAM: {n * DIMS * 4 / 1e9:.1f} GB).")
+    out.notes.append(
+        f"faiss IVF-Flat: nlist {nlist}, trained on {len(sample):,} vectors, built in {build:.1f} s "
+        f"(holds a full float32 copy in RAM: {n * DIMS * 4 / 1e9:.1f} GB)."
+    )
     for nprobe in (8, 32):
         index.nprobe = nprobe
 
@@ -162,8 +169,13 @@ def ann_faiss(f32: np.ndarray, out: Outcome, qs: np.ndarray, truth: list[set[int
             return ivf.search(q[None, :], 10)[1][0]
 
         med, recall, done = timed(search, qs, truth)
-        out.add(f"(d) faiss IVF-Flat nprobe={nprobe}: per query", med, "s", at_most=0.5,
-                note=f"recall@10 {recall:.3f}; {done} queries")
+        out.add(
+            f"(d) faiss IVF-Flat nprobe={nprobe}: per query",
+            med,
+            "s",
+            at_most=0.5,
+            note=f"recall@10 {recall:.3f}; {done} queries",
+        )
     del index
 
 
@@ -187,8 +199,10 @@ def run(s: Settings) -> Outcome:
     out.add("(c) numpy float16 copy: per query", med, "s", at_most=0.5, note=f"recall@10 {recall:.3f}; {done} queries")
 
     con = _duckdb(folder)
-    for fn, label in (("array_cosine_similarity", "(a) DuckDB array_cosine_similarity"),
-                      ("array_inner_product", "(a) DuckDB array_inner_product")):
+    for fn, label in (
+        ("array_cosine_similarity", "(a) DuckDB array_cosine_similarity"),
+        ("array_inner_product", "(a) DuckDB array_inner_product"),
+    ):
         med, recall, done = timed(duckdb_search(con, fn), qs, truth)
         out.add(f"{label}: per query", med, "s", at_most=0.5, note=f"recall@10 {recall:.3f}; {done} queries")
     con.close()
@@ -196,8 +210,10 @@ def run(s: Settings) -> Outcome:
     out.add("peak RSS of this process", peak_rss_mb(), "MB", note="mmapped pages count toward RSS")
     sizes = {p.name: p.stat().st_size / 1e9 for p in folder.iterdir() if p.is_file() and p.name != "READY"}
     out.notes.append("On disk: " + ", ".join(f"{k} {v:.2f} GB" for k, v in sorted(sizes.items())) + ".")
-    out.notes.append(f"Queries: {s.search_queries} stored vectors plus noise (cosine ≈ 0.9 to their source), "
-                     "normalized; 2,000 clusters; warm per-query latency is the median over the queries timed.")
+    out.notes.append(
+        f"Queries: {s.search_queries} stored vectors plus noise (cosine ≈ 0.9 to their source), "
+        "normalized; 2,000 clusters; warm per-query latency is the median over the queries timed."
+    )
     if not s.keep:
         del f32, f16
         shutil.rmtree(folder, ignore_errors=True)

@@ -29,8 +29,12 @@ from quant_batch.store.storage import Storage, open_storage
 
 def _part(i: int, dim: int = 1024, rows: int = 10) -> bytes:
     v = np.random.default_rng(i).standard_normal((rows, dim)).astype(np.float32)
-    table = pa.table({"chunk_id": [f"{i}-{j}" for j in range(rows)],
-                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim)})
+    table = pa.table(
+        {
+            "chunk_id": [f"{i}-{j}" for j in range(rows)],
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), dim),
+        }
+    )
     return parquet_bytes(table, {"run_id": "bench"})
 
 
@@ -65,8 +69,11 @@ def _bench(storage: Storage, parts: list[bytes], threads: int) -> dict[str, tupl
 
 
 def _moto(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(300):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -93,8 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import boto3
 
-        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1",
-                          AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_REGION="us-east-1",
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        )
         boto3.client("s3").create_bucket(Bucket="bench")
         results["moto"] = _bench(open_storage("s3://bench/out"), parts, args.threads)
     finally:
@@ -103,8 +114,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'':30}{'local s':>9}{'ms/op':>8}{'moto s':>9}{'ms/op':>8}{'ratio':>7}")
     for name, (local_s, n) in results["local"].items():
         moto_s = results["moto"][name][0]
-        print(f"{name:30}{local_s:9.3f}{local_s / n * 1000:8.2f}{moto_s:9.3f}{moto_s / n * 1000:8.2f}"
-              f"{moto_s / local_s:7.1f}")
+        print(
+            f"{name:30}{local_s:9.3f}{local_s / n * 1000:8.2f}{moto_s:9.3f}{moto_s / n * 1000:8.2f}"
+            f"{moto_s / local_s:7.1f}"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -47,13 +47,37 @@ def write_index(root: Path, n: int, part_rows: int = 1000) -> None:
         keys = [f"k{i:08d}" for i in rows]
         texts = [" ".join(rng.choice(WORDS, 80)) for _ in rows]
         lay.vector_parts(gen).mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"key": keys, "text": texts, "vector": vector_array(vecs)}),
-                       lay.vector_parts(gen) / f"bench-{start:08d}.parquet")
-        live += [{"chunk_id": f"c{i}", "doc_id": f"doc-{i // 10:06d}.md", "source_path": f"doc-{i // 10:06d}.md",
-                  "position": i % 10, "start_char": 0, "end_char": len(t), "text": t, "key": k, "context": None}
-                 for i, k, t in zip(rows, keys, texts, strict=True)]
-    docs = [{"doc_id": f"doc-{d:06d}.md", "source_path": f"doc-{d:06d}.md", "content_hash": "x", "chunker": "x",
-             "chunks": 10, "status": "ok", "message": None, "run_id": "embed-bench"} for d in range((n + 9) // 10)]
+        pq.write_table(
+            pa.table({"key": keys, "text": texts, "vector": vector_array(vecs)}),
+            lay.vector_parts(gen) / f"bench-{start:08d}.parquet",
+        )
+        live += [
+            {
+                "chunk_id": f"c{i}",
+                "doc_id": f"doc-{i // 10:06d}.md",
+                "source_path": f"doc-{i // 10:06d}.md",
+                "position": i % 10,
+                "start_char": 0,
+                "end_char": len(t),
+                "text": t,
+                "key": k,
+                "context": None,
+            }
+            for i, k, t in zip(rows, keys, texts, strict=True)
+        ]
+    docs = [
+        {
+            "doc_id": f"doc-{d:06d}.md",
+            "source_path": f"doc-{d:06d}.md",
+            "content_hash": "x",
+            "chunker": "x",
+            "chunks": 10,
+            "status": "ok",
+            "message": None,
+            "run_id": "embed-bench",
+        }
+        for d in range((n + 9) // 10)
+    ]
     lay.state.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(live, schema=LIVE_SCHEMA), lay.live(gen))
     pq.write_table(pa.Table.from_pylist(docs, schema=DOC_SCHEMA), lay.documents(gen))
@@ -67,13 +91,34 @@ def write_renders(root: Path, n: int, distinct: int = 64) -> None:
     for i in range(n):
         data = pngs[i % distinct]
         (root / f"img-{i:05d}_0.png").write_bytes(data)
-        row = {"id": f"img-{i:05d}", "n": 0, "key": f"{i:064x}", "line": i + 1, "path": f"img-{i:05d}_0.png",
-               "sha256": sha256_hex(data + str(i).encode()), "width": 1024, "height": 1024, "bytes": len(data),
-               "seed": i, "task_type": "TEXT_IMAGE", "prompt": f"A lighthouse at dusk, study {i}", "model": "m",
-               "region": "us-east-1", "quality": "standard", "params": json.dumps({"prompt": "x", "width": 1024}),
-               "status": "ok", "error": None, "latency_s": 1.0, "attempts": 1, "cost_usd": 0.04,
-               "run_id": "render-bench", "created_at": 1.0e9 + i}
-        pq.write_table(pa.Table.from_pylist([row], schema=IMAGE_SCHEMA), lay.image_parts / f"render-bench-{i:05d}.parquet")
+        row = {
+            "id": f"img-{i:05d}",
+            "n": 0,
+            "key": f"{i:064x}",
+            "line": i + 1,
+            "path": f"img-{i:05d}_0.png",
+            "sha256": sha256_hex(data + str(i).encode()),
+            "width": 1024,
+            "height": 1024,
+            "bytes": len(data),
+            "seed": i,
+            "task_type": "TEXT_IMAGE",
+            "prompt": f"A lighthouse at dusk, study {i}",
+            "model": "m",
+            "region": "us-east-1",
+            "quality": "standard",
+            "params": json.dumps({"prompt": "x", "width": 1024}),
+            "status": "ok",
+            "error": None,
+            "latency_s": 1.0,
+            "attempts": 1,
+            "cost_usd": 0.04,
+            "run_id": "render-bench",
+            "created_at": 1.0e9 + i,
+        }
+        pq.write_table(
+            pa.Table.from_pylist([row], schema=IMAGE_SCHEMA), lay.image_parts / f"render-bench-{i:05d}.parquet"
+        )
 
 
 def _timed(tc, url: str) -> tuple[float, bytes]:
@@ -89,8 +134,10 @@ def measure(work: Path, chunks: int, images: int) -> dict:
     from quant_batch.ui import app
 
     out: dict = {"chunks": chunks, "images": images}
-    with EmulatorServer(token="bench", port=0, mode="thread") as emu, QuantClient(
-            ApiSettings(api_key=SecretStr("bench"), organization="bench", base_url=emu.base_url)) as client:
+    with (
+        EmulatorServer(token="bench", port=0, mode="thread") as emu,
+        QuantClient(ApiSettings(api_key=SecretStr("bench"), organization="bench", base_url=emu.base_url)) as client,
+    ):
         tc = TestClient(app([work / "index", work / "renders"], client=client))
         out["search_first_s"], _ = _timed(tc, "/o/index/search?q=library+sunday+hours")  # builds the matrix
         warm = [_timed(tc, f"/o/index/search?q=library+{w}")[0] for w in WORDS]

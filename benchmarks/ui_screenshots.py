@@ -40,25 +40,41 @@ PAGES = {
 
 
 def build(work: Path, client: QuantClient) -> None:
-    corpus = parse_config(CorpusConfig, {"sources": [{"path": str(REPO / "data" / "corpus")}], "out": str(work / "index"),
-                                         "chunking": {"max_chars": 1200, "overlap_chars": 150}}, source="screenshots")
+    corpus = parse_config(
+        CorpusConfig,
+        {
+            "sources": [{"path": str(REPO / "data" / "corpus")}],
+            "out": str(work / "index"),
+            "chunking": {"max_chars": 1200, "overlap_chars": 150},
+        },
+        source="screenshots",
+    )
     run_corpus(corpus, client)
     shutil.copytree(REPO / "data" / "images", work / "images")
     rows = (REPO / "data" / "prompts.jsonl").read_text().splitlines()
-    rows.append(json.dumps({"id": "harbour-blocked", "prompt": "A harbour scene __BLOCKED__", "width": 512, "height": 512}))
+    rows.append(
+        json.dumps({"id": "harbour-blocked", "prompt": "A harbour scene __BLOCKED__", "width": 512, "height": 512})
+    )
     (work / "prompts.jsonl").write_text("\n".join(rows) + "\n")
-    render = parse_config(RenderConfig, {"manifest": str(work / "prompts.jsonl"), "out": str(work / "renders")},
-                          source="screenshots")
+    render = parse_config(
+        RenderConfig, {"manifest": str(work / "prompts.jsonl"), "out": str(work / "renders")}, source="screenshots"
+    )
     render_manifest(render, client)
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp, EmulatorServer(token="shots", port=0, mode="thread") as emu, QuantClient(
-            ApiSettings(api_key=SecretStr("shots"), organization="shots", base_url=emu.base_url)) as client:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmulatorServer(token="shots", port=0, mode="thread") as emu,
+        QuantClient(ApiSettings(api_key=SecretStr("shots"), organization="shots", base_url=emu.base_url)) as client,
+    ):
         work = Path(tmp)
         build(work, client)
-        server = uvicorn.Server(uvicorn.Config(app([work / "index", work / "renders"], client=client),
-                                               host="127.0.0.1", port=0, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app([work / "index", work / "renders"], client=client), host="127.0.0.1", port=0, log_level="warning"
+            )
+        )
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)

@@ -72,13 +72,36 @@ _LAZY = {
 __all__ = [
     "__version__",
     # runs and queries
-    "embed", "render", "enrich", "plan", "search", "RunSummary", "Hit",
+    "embed",
+    "render",
+    "enrich",
+    "plan",
+    "search",
+    "RunSummary",
+    "Hit",
     # client and config models
-    "QuantClient", "CorpusConfig", "RenderConfig", "EnrichConfig", "ApiConfig", "RateLimits",
+    "QuantClient",
+    "CorpusConfig",
+    "RenderConfig",
+    "EnrichConfig",
+    "ApiConfig",
+    "RateLimits",
     # the exception tree (see quant_batch.errors)
-    "QuantError", "ConfigError", "InputError", "LockError", "ApiError",
-    "ServiceUnreachable", "RequestRejected", "AuthError", "PayloadTooLarge", "ContentBlocked",
-    "TransientError", "RateLimited", "ServerError", "ConnectionDropped", "Timeout",
+    "QuantError",
+    "ConfigError",
+    "InputError",
+    "LockError",
+    "ApiError",
+    "ServiceUnreachable",
+    "RequestRejected",
+    "AuthError",
+    "PayloadTooLarge",
+    "ContentBlocked",
+    "TransientError",
+    "RateLimited",
+    "ServerError",
+    "ConnectionDropped",
+    "Timeout",
 ]
 
 

@@ -66,8 +66,9 @@ def embed(
         from quant_batch.flows.embed_corpus import flow_for
 
         with _listening(on_progress):
-            result = flow_for(cfg)(target=str(target), replay=replay, id_column=id_column,
-                                   text_column=text_column, overrides=overrides)
+            result = flow_for(cfg)(
+                target=str(target), replay=replay, id_column=id_column, text_column=text_column, overrides=overrides
+            )
         return RunSummary.from_dict(result)
     from quant_batch.client.factory import build_client
     from quant_batch.embed.run import run_corpus
@@ -108,8 +109,10 @@ def render(
     from quant_batch.client.factory import build_client
     from quant_batch.render.run import render_manifest
 
-    with running_under("in-process"), build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency,
-                                                   images=True) as client:
+    with (
+        running_under("in-process"),
+        build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client,
+    ):
         return render_manifest(cfg, client, replay=replay)
 
 
@@ -182,8 +185,15 @@ def plan(
     return {"target": str(target), "kind": kind, **result, "problems": result.pop("problems", [])}
 
 
-def search(out: str | Path, query: str, *, k: int = 10, source: str | None = None,
-           where: Mapping[str, Any] | None = None, client: QuantClient | None = None) -> list[Hit]:
+def search(
+    out: str | Path,
+    query: str,
+    *,
+    k: int = 10,
+    source: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    client: QuantClient | None = None,
+) -> list[Hit]:
     """The ``k`` live chunks of the index at ``out`` closest to ``query``, best first.
 
     The query is embedded with the index's own model and dimensions; ``client`` defaults to one

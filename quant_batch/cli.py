@@ -7,6 +7,9 @@ runs show up in a user's Prefect UI) and the same library code in-process otherw
 stdout; logs and progress go to stderr. Exit codes: see ``runs.summary.STATUSES`` and the README
 (0 all good, 1 some records failed or the spend cap stopped the run, 2 bad input or configuration
 or a refused token / unreachable service, 3 dead letters from earlier runs still missing).
+
+Why one module of ~550 lines: it is one typer app of thin commands, each a few lines over
+``api.py`` or ``query/``; splitting it would scatter the shared options and output helpers.
 """
 
 from __future__ import annotations
@@ -109,8 +112,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Batch embeddings and image rendering on the QuantCDN AI Inference API."""
 
@@ -168,8 +172,17 @@ def embed(
             _check_replay_run(cfg.out, "embed", replay_run)
 
     with _errors_to_exit(), _progress_bar("embedding") as up:
-        summary = api.embed(target, out=out, prefect=prefect, replay=replay_run or replay, id_column=id_column,
-                            text_column=text_column, on_progress=up, concurrency=concurrency, max_cost=max_cost)
+        summary = api.embed(
+            target,
+            out=out,
+            prefect=prefect,
+            replay=replay_run or replay,
+            id_column=id_column,
+            text_column=text_column,
+            on_progress=up,
+            concurrency=concurrency,
+            max_cost=max_cost,
+        )
     raise typer.Exit(_print_summary(summary.to_dict(), "embed", as_json))
 
 
@@ -193,15 +206,18 @@ def render(
     import quant_batch.api as api
 
     defaults = {k: v for k, v in {"width": width, "height": height, "quality": quality, "region": region}.items() if v}
-    params: dict[str, Any] = dict(concurrency=concurrency, skip_invalid=skip_invalid or None, max_cost=max_cost,
-                                  defaults=defaults or None)
+    params: dict[str, Any] = dict(
+        concurrency=concurrency, skip_invalid=skip_invalid or None, max_cost=max_cost, defaults=defaults or None
+    )
     with _errors_to_exit():
         from quant_batch.render.config import resolve_render_config
 
         cfg = resolve_render_config(target, out=out, **params)
         _check_replay_run(cfg.out, "render", replay_run)
         with _progress_bar("rendering") as up:
-            summary = api.render(target, out=out, prefect=prefect, replay=replay_run or replay, on_progress=up, **params)
+            summary = api.render(
+                target, out=out, prefect=prefect, replay=replay_run or replay, on_progress=up, **params
+            )
     code = _print_summary(summary.to_dict(), "render", as_json)
     sheet = Path(cfg.out) / "index.html"
     (console if as_json else out_console).print(f"contact sheet: {sheet}", highlight=False)
@@ -227,11 +243,18 @@ def enrich(
         cfg = load_enrich_config(config, concurrency=concurrency, max_cost=max_cost)
         _check_replay_run(cfg.catalog, "enrich", replay_run)
         with _progress_bar("enriching") as up:
-            summary = api.enrich(config, prefect=prefect, replay=replay_run or replay, on_progress=up,
-                                 concurrency=concurrency, max_cost=max_cost)
+            summary = api.enrich(
+                config,
+                prefect=prefect,
+                replay=replay_run or replay,
+                on_progress=up,
+                concurrency=concurrency,
+                max_cost=max_cost,
+            )
     code = _print_summary(summary.to_dict(), "enrich", as_json)
     (console if as_json else out_console).print(
-        f"results: table {cfg.table} in {Path(cfg.catalog) / 'catalog.duckdb'}", highlight=False)
+        f"results: table {cfg.table} in {Path(cfg.catalog) / 'catalog.duckdb'}", highlight=False
+    )
     raise typer.Exit(code)
 
 
@@ -326,9 +349,13 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
 
 @app.command()
 def plan(
-    target: Annotated[Path, typer.Argument(help="Corpus config / folder, a manifest / render config, or an enrich config.")],
+    target: Annotated[
+        Path, typer.Argument(help="Corpus config / folder, a manifest / render config, or an enrich config.")
+    ],
     out: Annotated[Path | None, typer.Option(help="Output folder to compare against.")] = None,
-    latency: Annotated[float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image, 2 chat).")] = None,
+    latency: Annotated[
+        float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image, 2 chat).")
+    ] = None,
     id_column: Annotated[str | None, typer.Option(help="Row id column of a table target (default id).")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of a table target (default text).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
@@ -374,8 +401,10 @@ def chat(
 ) -> None:
     """Stream one ad-hoc chat answer (SSE), e.g. to try a prompt before a batch run."""
     request: dict[str, Any] = {
-        "messages": [{"role": "user", "content": prompt}], "modelId": model,
-        "maxTokens": max_tokens, "temperature": temperature,
+        "messages": [{"role": "user", "content": prompt}],
+        "modelId": model,
+        "maxTokens": max_tokens,
+        "temperature": temperature,
     }
     if system:
         request["systemPrompt"] = system
@@ -409,13 +438,26 @@ def runs(
         _print_json(list_runs(layout.runs, limit))
         return
     rows = [
-        (r["run_id"], r.get("kind"), r.get("status"), r.get("api_calls"), r.get("errors"), r.get("cost_usd"),
-         r.get("wall_s"), r.get("reason") or "")
+        (
+            r["run_id"],
+            r.get("kind"),
+            r.get("status"),
+            r.get("api_calls"),
+            r.get("errors"),
+            r.get("cost_usd"),
+            r.get("wall_s"),
+            r.get("reason") or "",
+        )
         for r in list_runs(layout.runs, limit)
     ]
-    _print_rows(("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason"),
-                [(r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
-                 for r in rows], ids=("run",))
+    _print_rows(
+        ("run", "kind", "status", "api calls", "errors", "cost $", "wall s", "reason"),
+        [
+            (r[0], str(r[1]), str(r[2]), str(r[3]), str(r[4]), f"{r[5] or 0:.6f}", f"{r[6] or 0:.1f}", r[7])
+            for r in rows
+        ],
+        ids=("run",),
+    )
 
 
 @app.command()
@@ -434,8 +476,17 @@ def errors(
     if as_json:
         _print_json(records)
         return
-    rows = [(r["run_id"], r["stage"], r["key"] or "", where(r),
-             str(r["status"] or "") + (" (retried next run)" if r["retryable"] else ""), r["message"]) for r in records]
+    rows = [
+        (
+            r["run_id"],
+            r["stage"],
+            r["key"] or "",
+            where(r),
+            str(r["status"] or "") + (" (retried next run)" if r["retryable"] else ""),
+            r["message"],
+        )
+        for r in records
+    ]
     _print_rows(("run", "stage", "key", "source/row", "status", "message"), rows, ids=("run", "key"))
     console.print(f"{len(records)} error record(s)", highlight=False)
 
@@ -504,7 +555,9 @@ def emulator(ctx: typer.Context) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes (index/ and renders/ inside).")] = Path("data"),
-    query: Annotated[str, typer.Option(help="Search query to run after indexing.")] = "when is the library open on sunday",
+    query: Annotated[
+        str, typer.Option(help="Search query to run after indexing.")
+    ] = "when is the library open on sunday",
 ) -> None:
     """Offline demo: start the emulator, index the bundled sample corpus, search it, render the sample manifest."""
     from importlib.resources import as_file, files
@@ -538,11 +591,14 @@ def _demo_config(sample: Path, out: Path) -> str:
     import json
 
     # JSON is YAML: paths with quotes or colons stay intact
-    return json.dumps({
-        "sources": [{"path": str(sample / "corpus")}, {"table": str(sample / "corpus_table" / "faq.jsonl")}],
-        "out": str(out),
-        "chunking": {"max_chars": 1200, "overlap_chars": 150},
-    }, indent=2)
+    return json.dumps(
+        {
+            "sources": [{"path": str(sample / "corpus")}, {"table": str(sample / "corpus_table" / "faq.jsonl")}],
+            "out": str(out),
+            "chunking": {"max_chars": 1200, "overlap_chars": 150},
+        },
+        indent=2,
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -47,7 +47,9 @@ def field_description(model: type[BaseModel], loc: tuple[int | str, ...]) -> str
     candidates: list[type[BaseModel]] = [model]
     description = None
     for part in loc:
-        found = next((m.model_fields[part] for m in candidates if isinstance(part, str) and part in m.model_fields), None)
+        found = next(
+            (m.model_fields[part] for m in candidates if isinstance(part, str) and part in m.model_fields), None
+        )
         if found is None:
             continue  # a list index, a union tag ("folder") or a validator name
         description = found.description
@@ -107,6 +109,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     data = load_yaml(path)
     if not isinstance(data, dict):
         found = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise ConfigError(f"{path}:1: expected a mapping of settings (key: value lines) at the top level, "
-                          f"found {found}")
+        raise ConfigError(
+            f"{path}:1: expected a mapping of settings (key: value lines) at the top level, found {found}"
+        )
     return data

@@ -157,6 +157,8 @@ def stop_reason(exc: ApiError) -> str:
     """One line that says why a run stopped and what to do (never the token or the organisation)."""
     if isinstance(exc, AuthError):
         status = f"HTTP {exc.status}" if exc.status else "authentication"
-        return (f"the API refused the credentials ({status}); check QUANT_API_KEY / QUANT_ORGANIZATION "
-                "or the Secret block named in api.secret_block")
+        return (
+            f"the API refused the credentials ({status}); check QUANT_API_KEY / QUANT_ORGANIZATION "
+            "or the Secret block named in api.secret_block"
+        )
     return str(exc)

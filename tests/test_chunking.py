@@ -199,8 +199,9 @@ def _eager_cores(text, settings):
     first = _NON_SPACE.search(text)
     if first is None:
         return []
-    return _split(text, first.start(), len(text.rstrip()), 0, settings.max_chars - settings.overlap_chars,
-                  settings.min_chars)
+    return _split(
+        text, first.start(), len(text.rstrip()), 0, settings.max_chars - settings.overlap_chars, settings.min_chars
+    )
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -218,4 +219,4 @@ def test_streamed_chunks_equal_cutting_the_whole_text_at_once(seed):
     streamed = list(iter_chunks(text, settings))
     cores = _eager_cores(text, settings)
     assert [c.end for c in streamed] == [e for _, e in cores]
-    assert all(c.text == text[c.start:c.end] and len(c.text) <= settings.max_chars for c in streamed)
+    assert all(c.text == text[c.start : c.end] and len(c.text) <= settings.max_chars for c in streamed)

@@ -34,11 +34,15 @@ def index(tmp_path, client) -> Path:
     return out
 
 
-@pytest.mark.parametrize("text, where", [
-    ("sources:\n  - path: docs\n   bad: [\n", ":3: invalid YAML"),
-    ("just a sentence\n", ":1: expected a mapping of settings"),
-    ("", ":1: expected a mapping of settings"),
-], ids=["invalid-yaml", "scalar", "empty"])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("sources:\n  - path: docs\n   bad: [\n", ":3: invalid YAML"),
+        ("just a sentence\n", ":1: expected a mapping of settings"),
+        ("", ":1: expected a mapping of settings"),
+    ],
+    ids=["invalid-yaml", "scalar", "empty"],
+)
 def test_a_broken_yaml_config_is_exit_2_with_file_and_line(tmp_path, text, where):
     cfg = tmp_path / "broken.yaml"
     cfg.write_text(text)
@@ -78,8 +82,11 @@ def test_a_missing_key_names_the_variable_and_the_secret_block(api_env, monkeypa
     assert api_calls(api_env, "chat") == 0
 
 
-@pytest.mark.parametrize("argv", [["runs"], ["catalog", "rebuild"], ["search", "{out}", "a question"]],
-                         ids=["runs", "catalog-rebuild", "search"])
+@pytest.mark.parametrize(
+    "argv",
+    [["runs"], ["catalog", "rebuild"], ["search", "{out}", "a question"]],
+    ids=["runs", "catalog-rebuild", "search"],
+)
 @pytest.mark.parametrize("state", ["missing", "empty"])
 def test_a_folder_without_output_is_exit_2_not_an_empty_table(tmp_path, api_env, argv, state):
     out = tmp_path / "not-an-index"

@@ -103,11 +103,15 @@ def chat_request(text: str = "Summarise the quick brown fox jumping over the laz
 
 
 def image_request(prompt: str = "a lighthouse at dusk", n: int = 1) -> dict:
-    return {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": prompt},
-            "imageGenerationConfig": {"width": 512, "height": 384, "numberOfImages": n}}
+    return {
+        "taskType": "TEXT_IMAGE",
+        "textToImageParams": {"text": prompt},
+        "imageGenerationConfig": {"width": 512, "height": 384, "numberOfImages": n},
+    }
 
 
 # --- round trips -----------------------------------------------------------------------------
+
 
 def test_embed_round_trip(client, emulator):
     result = client.embed(["the cat sat", "a dog barked", "the cat sat"], dimensions=256)
@@ -183,6 +187,7 @@ def test_all_images_blocked_raises_content_blocked(client, emulator):
 
 # --- terminal errors: never retried ----------------------------------------------------------
 
+
 def test_moderated_prompt_raises_content_blocked_once(client, emulator, waits):
     with pytest.raises(ContentBlocked) as info:
         client.generate_image(image_request("a __BLOCKED__ thing"))
@@ -217,6 +222,7 @@ def test_auth_errors_are_not_retried(emulator, waits, token, status):
 
 
 # --- transient errors: retried ---------------------------------------------------------------
+
 
 def test_429_with_retry_after_waits_what_the_header_says(client, emulator, waits):
     emulator.set_faults(throttle_rate=0.5, seed=seed_for("xx.", 0.5))
@@ -273,8 +279,7 @@ def test_server_errors_exhaust_to_the_last_error(client, emulator):
 def test_hang_times_out_after_max_attempts(emulator, waits):
     emulator.set_faults(hang_rate=1.0, hang_seconds=2)
     policy = RetryPolicy(max_attempts=2, backoff_initial=0.01, jitter=0.0)
-    with QuantClient(settings_for(emulator), timeouts=Timeouts(embeddings=0.4), retry=policy,
-                     sleep=waits.append) as c:
+    with QuantClient(settings_for(emulator), timeouts=Timeouts(embeddings=0.4), retry=policy, sleep=waits.append) as c:
         start = time.monotonic()
         with pytest.raises(Timeout) as info:
             c.embed(["a"])
@@ -358,6 +363,7 @@ def test_one_client_serves_many_threads(emulator):
 
 # --- settings --------------------------------------------------------------------------------
 
+
 def test_settings_come_from_the_environment(api_env):
     with QuantClient() as c:
         assert c.settings.organization == ORG and c.embed(["x"]).vectors.shape == (1, 1024)
@@ -376,6 +382,7 @@ def test_explicit_arguments_win_over_the_environment(api_env):
 
 
 # --- token hygiene ---------------------------------------------------------------------------
+
 
 def _chain(exc: BaseException):
     seen = []
@@ -404,13 +411,13 @@ def test_the_token_never_shows(emulator, caplog):
     texts = []
     empty = ApiSettings.model_construct(api_key=SecretStr(""), organization=ORG, base_url=emulator.base_url)
     wrong = settings_for(emulator, token=TOKEN + "-wrong")
-    capture(QuantClient.embed, ["x"], settings=empty)                       # 401
-    capture(QuantClient.embed, ["x"], settings=wrong)                       # 403
-    capture(QuantClient.embed, ["bad __POISON__"])                          # 400
-    capture(QuantClient.embed, ["x"], throttle_rate=1.0)                    # 429 exhausted
-    capture(QuantClient.chat, chat_request(), error_500_rate=1.0)           # 500 exhausted
-    capture(QuantClient.embed, ["x"], drop_rate=1.0)                        # dropped
-    capture(lambda c: list(c.chat_stream(chat_request())), drop_rate=1.0)   # dropped mid-stream
+    capture(QuantClient.embed, ["x"], settings=empty)  # 401
+    capture(QuantClient.embed, ["x"], settings=wrong)  # 403
+    capture(QuantClient.embed, ["bad __POISON__"])  # 400
+    capture(QuantClient.embed, ["x"], throttle_rate=1.0)  # 429 exhausted
+    capture(QuantClient.chat, chat_request(), error_500_rate=1.0)  # 500 exhausted
+    capture(QuantClient.embed, ["x"], drop_rate=1.0)  # dropped
+    capture(lambda c: list(c.chat_stream(chat_request())), drop_rate=1.0)  # dropped mid-stream
     capture(QuantClient.embed, ["x"], timeouts=Timeouts(embeddings=0.2), hang_rate=1.0, hang_seconds=0.6)
     wait_for_requests(emulator, 1 + 1 + 1 + 2 + 2 + 2 + 1 + 2)
 
@@ -435,6 +442,7 @@ def test_a_token_echoed_by_a_server_is_masked():
 
 
 # --- pure parts: retry policy, error translation, SSE ----------------------------------------
+
 
 def test_parse_retry_after():
     assert parse_retry_after("3") == 3.0 and parse_retry_after("1.5") == 1.5
@@ -481,13 +489,20 @@ def _response(status: int, body: bytes = b"", headers: dict | None = None) -> re
     return resp
 
 
-@pytest.mark.parametrize("status, body, kind", [
-    (408, b"", Timeout), (424, b"", ServerError), (502, b"<html>bad gateway</html>", ServerError),
-    (504, b"", ServerError), (413, b'{"message": "too big"}', PayloadTooLarge),
-    (400, b'{"error": "ThrottlingException", "message": "Too many tokens"}', RateLimited),
-    (400, b'{"message": "This request has been blocked by our content filters."}', ContentBlocked),
-    (404, b'{"detail": "Not Found"}', RequestRejected), (422, b'{"detail": [{"loc": ["x"]}]}', RequestRejected),
-])
+@pytest.mark.parametrize(
+    "status, body, kind",
+    [
+        (408, b"", Timeout),
+        (424, b"", ServerError),
+        (502, b"<html>bad gateway</html>", ServerError),
+        (504, b"", ServerError),
+        (413, b'{"message": "too big"}', PayloadTooLarge),
+        (400, b'{"error": "ThrottlingException", "message": "Too many tokens"}', RateLimited),
+        (400, b'{"message": "This request has been blocked by our content filters."}', ContentBlocked),
+        (404, b'{"detail": "Not Found"}', RequestRejected),
+        (422, b'{"detail": [{"loc": ["x"]}]}', RequestRejected),
+    ],
+)
 def test_statuses_map_to_error_types(status, body, kind):
     err = error_from_response("chat", _response(status, body))
     assert type(err) is kind and err.status == status and str(err).startswith(f"chat: {status} ")
@@ -507,19 +522,40 @@ def test_error_bodies_are_read_defensively():
     assert isinstance(error_from_response("chat", broken), ApiError)
 
 
-@pytest.mark.parametrize("text, index", [
-    ("Malformed input request: input[3]: expected maxLength: 50000", 3),
-    ("texts[12] is empty", 12), ("bad text at index 7", 7), ("index: 0 too long", 0), ("no position", None),
-])
+@pytest.mark.parametrize(
+    "text, index",
+    [
+        ("Malformed input request: input[3]: expected maxLength: 50000", 3),
+        ("texts[12] is empty", 12),
+        ("bad text at index 7", 7),
+        ("index: 0 too long", 0),
+        ("no position", None),
+    ],
+)
 def test_parse_index(text, index):
     assert parse_index(text) == index
 
 
 def test_sse_parser_is_lenient():
-    lines = [": comment", "event: message", 'data: {"delta": "a"}', "", 'data: {"text": "b"}', "",
-             'data: {"delta": {"text": "c"}}', "", "data: plain", "", "",
-             'data: {"finishReason": "stop", "usage": {"inputTokens": 1, "outputTokens": 2}}', "",
-             "data: [DONE]", "", 'data: {"delta": "after done"}', ""]
+    lines = [
+        ": comment",
+        "event: message",
+        'data: {"delta": "a"}',
+        "",
+        'data: {"text": "b"}',
+        "",
+        'data: {"delta": {"text": "c"}}',
+        "",
+        "data: plain",
+        "",
+        "",
+        'data: {"finishReason": "stop", "usage": {"inputTokens": 1, "outputTokens": 2}}',
+        "",
+        "data: [DONE]",
+        "",
+        'data: {"delta": "after done"}',
+        "",
+    ]
     events = list(stream_events(lines))
     assert [e.text for e in events[:-1]] == ["a", "b", "c", "plain"]
     assert events[-1] == StreamEvent("done", finish_reason="stop", usage=events[-1].usage)
@@ -528,6 +564,7 @@ def test_sse_parser_is_lenient():
 
 
 # --- a base URL that never answers -----------------------------------------------------------
+
 
 def closed_port() -> int:
     """A loopback port nothing listens on: bound, then closed."""
@@ -542,10 +579,13 @@ def unreachable_client(base_url: str, waits: list[float], **kw) -> QuantClient:
     return QuantClient(settings, retry=policy, sleep=waits.append, timeouts=Timeouts(connect=3), **kw)
 
 
-@pytest.mark.parametrize("base_url, origin, reason", [
-    ("http://127.0.0.1:{port}", "http://127.0.0.1:{port}", "connection refused"),
-    ("http://nonexistent.invalid", "http://nonexistent.invalid:80", "unknown host"),
-])
+@pytest.mark.parametrize(
+    "base_url, origin, reason",
+    [
+        ("http://127.0.0.1:{port}", "http://127.0.0.1:{port}", "connection refused"),
+        ("http://nonexistent.invalid", "http://nonexistent.invalid:80", "unknown host"),
+    ],
+)
 def test_a_url_that_never_answered_is_unreachable_after_two_quick_attempts(waits, base_url, origin, reason):
     port = closed_port()
     with unreachable_client(base_url.format(port=port), waits) as c, pytest.raises(ServiceUnreachable) as info:
@@ -642,12 +682,21 @@ def _raw_server(reply: bytes, *, then_wait: float = 0.0) -> tuple[socket.socket,
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-@pytest.mark.parametrize("reply, then_wait, kind", [
-    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"embeddings\": [[0.1", 0.0,
-     ConnectionDropped),
-    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"embeddings\": [[0.1", 1.5,
-     Timeout),
-])
+@pytest.mark.parametrize(
+    "reply, then_wait, kind",
+    [
+        (
+            b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"embeddings": [[0.1',
+            0.0,
+            ConnectionDropped,
+        ),
+        (
+            b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"embeddings": [[0.1',
+            1.5,
+            Timeout,
+        ),
+    ],
+)
 def test_a_body_cut_or_stalled_mid_answer_is_transient(waits, reply, then_wait, kind):
     listener, url = _raw_server(reply, then_wait=then_wait)
     settings = ApiSettings.from_env(api_key=TOKEN, organization=ORG, base_url=url)
@@ -676,10 +725,14 @@ def test_connect_failure_reasons():
     refused = u3.NewConnectionError(None, "refused")
     refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
     assert connect_failure(wrapped(refused)) == "connection refused"
-    assert connect_failure(requests.ConnectTimeout(u3.MaxRetryError(None, "/", u3.ConnectTimeoutError()))) \
+    assert (
+        connect_failure(requests.ConnectTimeout(u3.MaxRetryError(None, "/", u3.ConnectTimeoutError())))
         == "no connection within the connect timeout"
-    assert connect_failure(requests.exceptions.SSLError(u3.MaxRetryError(None, "/", u3.SSLError(ssl.SSLError())))) \
+    )
+    assert (
+        connect_failure(requests.exceptions.SSLError(u3.MaxRetryError(None, "/", u3.SSLError(ssl.SSLError()))))
         == "TLS handshake failed"
+    )
     assert connect_failure(wrapped(u3.ProtocolError("Connection aborted.", RemoteDisconnected("closed")))) is None
     assert connect_failure(requests.ReadTimeout(u3.ReadTimeoutError(None, "/", "read timed out"))) is None
 

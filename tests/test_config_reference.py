@@ -35,13 +35,23 @@ def test_check_mode_reports_a_stale_file(tmp_path):
 
 
 def test_bad_value_error_shows_the_field_description(tmp_path):
-    data = {"sources": [{"path": str(tmp_path), "include": 3}], "concurrency": 0,
-            "api": {"image_timeout": -1}, "chunking": {"max_chars": 5}, "bogus": 1}
+    data = {
+        "sources": [{"path": str(tmp_path), "include": 3}],
+        "concurrency": 0,
+        "api": {"image_timeout": -1},
+        "chunking": {"max_chars": 5},
+        "bogus": 1,
+    }
     with pytest.raises(ConfigError) as err:
         parse_config(CorpusConfig, data, source="corpus.yaml")
     lines = str(err.value).splitlines()
-    assert "corpus.yaml: concurrency: Input should be greater than or equal to 1 (API requests in flight at once, 1-256.)" in lines
-    assert any(line.startswith("corpus.yaml: api.image_timeout: ") and "Read timeout in seconds" in line for line in lines)
+    assert (
+        "corpus.yaml: concurrency: Input should be greater than or equal to 1 (API requests in flight at once, 1-256.)"
+        in lines
+    )
+    assert any(
+        line.startswith("corpus.yaml: api.image_timeout: ") and "Read timeout in seconds" in line for line in lines
+    )
     assert any(line.startswith("corpus.yaml: sources.0.include: ") and "Glob patterns" in line for line in lines)
     assert any(line.startswith("corpus.yaml: chunking.max_chars: ") and "Longest chunk" in line for line in lines)
     bogus = [line for line in lines if line.startswith("corpus.yaml: bogus: ")]

@@ -39,8 +39,12 @@ CHAT_MODEL = "amazon.nova-lite-v1:0"
 class Sdk:
     """The official SDK client; dict requests are turned into the SDK's models with from_dict."""
 
-    MODELS = {"embeddings": EmbeddingsRequest, "image_generation": ImageGenerationRequest,
-              "chat_inference": ChatInferenceRequest, "chat_inference_stream": ChatInferenceStreamRequest}
+    MODELS = {
+        "embeddings": EmbeddingsRequest,
+        "image_generation": ImageGenerationRequest,
+        "chat_inference": ChatInferenceRequest,
+        "chat_inference_stream": ChatInferenceStreamRequest,
+    }
 
     def __init__(self, base_url: str, token: str | None):
         config = quantcdn.Configuration(host=base_url, access_token=token)
@@ -67,7 +71,9 @@ def url(emulator, path: str) -> str:
 def post(emulator, path: str, body, *, token: str | None = TEST_TOKEN, **kw) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if isinstance(body, (bytes, str)):
-        return requests.post(url(emulator, path), data=body, headers={**headers, "Content-Type": "application/json"}, **kw)
+        return requests.post(
+            url(emulator, path), data=body, headers={**headers, "Content-Type": "application/json"}, **kw
+        )
     return requests.post(url(emulator, path), json=body, headers=headers, **kw)
 
 
@@ -103,6 +109,7 @@ def vec(emulator, text: str, **kw) -> np.ndarray:
 
 # --- the SDK sees a real service ------------------------------------------------------------
 
+
 def test_sdk_embeddings_batch(sdk, emulator):
     res = sdk.embeddings(TEST_ORG, {"input": ["the cat sat", "on the mat"], "dimensions": 256})
     assert isinstance(res, Embeddings200Response)
@@ -125,8 +132,11 @@ def test_sdk_embeddings_v1_is_1536(sdk):
 
 
 def test_sdk_image_generation(sdk, emulator):
-    req = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a lighthouse", "style": "PHOTOREALISM"},
-           "imageGenerationConfig": {"width": 512, "height": 768, "numberOfImages": 2, "seed": 7}}
+    req = {
+        "taskType": "TEXT_IMAGE",
+        "textToImageParams": {"text": "a lighthouse", "style": "PHOTOREALISM"},
+        "imageGenerationConfig": {"width": 512, "height": 768, "numberOfImages": 2, "seed": 7},
+    }
     res = sdk.image_generation(TEST_ORG, req)
     assert isinstance(res, ImageGeneration200Response) and res.error is None
     assert [png_size(i) for i in res.images] == [(512, 768), (512, 768)]
@@ -141,18 +151,24 @@ def test_default_image_size_and_edit_task_size(sdk, emulator):
     buf = io.BytesIO()
     Image.new("RGB", (640, 480), (9, 9, 9)).save(buf, format="PNG")
     source = base64.b64encode(buf.getvalue()).decode()
-    r = post(emulator, "image-generation", {"taskType": "INPAINTING",
-                                            "inPaintingParams": {"image": source, "maskPrompt": "the sky"}})
+    r = post(
+        emulator,
+        "image-generation",
+        {"taskType": "INPAINTING", "inPaintingParams": {"image": source, "maskPrompt": "the sky"}},
+    )
     assert r.status_code == 200, r.text
     assert png_size(r.json()["images"][0]) == (640, 480)
-    r = post(emulator, "image-generation", {"taskType": "BACKGROUND_REMOVAL", "backgroundRemovalParams": {"image": source}})
+    r = post(
+        emulator, "image-generation", {"taskType": "BACKGROUND_REMOVAL", "backgroundRemovalParams": {"image": source}}
+    )
     img = Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))
     assert img.size == (640, 480) and img.mode == "RGBA"
 
 
 def test_sdk_chat(sdk):
-    res = sdk.chat_inference(TEST_ORG, {"modelId": CHAT_MODEL,
-                                        "messages": [{"role": "user", "content": "Explain the tides briefly"}]})
+    res = sdk.chat_inference(
+        TEST_ORG, {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "Explain the tides briefly"}]}
+    )
     assert isinstance(res, ChatInference200Response)
     assert res.response.role == "assistant" and "tides" in res.response.content
     assert res.finish_reason == "stop" and res.model == CHAT_MODEL and res.request_id
@@ -184,13 +200,16 @@ def test_sdk_chat_multimodal_blocks(sdk):
 
 
 def parse_sse(text: str) -> list:
-    events = [line[len("data: "):] for line in text.split("\n\n") if line.startswith("data: ")]
+    events = [line[len("data: ") :] for line in text.split("\n\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     return [json.loads(e) for e in events[:-1]]
 
 
 def test_sdk_chat_stream_matches_buffered_chat(sdk):
-    req = {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "one two three four five six seven eight nine"}]}
+    req = {
+        "modelId": CHAT_MODEL,
+        "messages": [{"role": "user", "content": "one two three four five six seven eight nine"}],
+    }
     text = sdk.chat_inference_stream(TEST_ORG, req)
     assert isinstance(text, str)
     events = parse_sse(text)
@@ -203,26 +222,44 @@ def test_sdk_chat_stream_matches_buffered_chat(sdk):
 
 def test_chat_json_mode_follows_schema(sdk):
     jsonschema = pytest.importorskip("jsonschema")
-    schema = {"type": "object", "required": ["title", "tags", "score", "ok", "kind"],
-              "properties": {"title": {"type": "string", "minLength": 3}, "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
-                             "score": {"type": "integer", "minimum": 1, "maximum": 5}, "ok": {"type": "boolean"},
-                             "kind": {"enum": ["a", "b"]}, "ratio": {"type": "number", "maximum": 0.5},
-                             "nested": {"type": "object", "properties": {"n": {"type": ["null", "integer"]}}}}}
-    res = sdk.chat_inference(TEST_ORG, {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "tag this text"}],
-                                        "responseFormat": {"type": "json", "jsonSchema": schema}})
+    schema = {
+        "type": "object",
+        "required": ["title", "tags", "score", "ok", "kind"],
+        "properties": {
+            "title": {"type": "string", "minLength": 3},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2},
+            "score": {"type": "integer", "minimum": 1, "maximum": 5},
+            "ok": {"type": "boolean"},
+            "kind": {"enum": ["a", "b"]},
+            "ratio": {"type": "number", "maximum": 0.5},
+            "nested": {"type": "object", "properties": {"n": {"type": ["null", "integer"]}}},
+        },
+    }
+    res = sdk.chat_inference(
+        TEST_ORG,
+        {
+            "modelId": CHAT_MODEL,
+            "messages": [{"role": "user", "content": "tag this text"}],
+            "responseFormat": {"type": "json", "jsonSchema": schema},
+        },
+    )
     jsonschema.validate(json.loads(res.response.content), schema)
 
 
 def test_chat_max_tokens_truncates_with_length(sdk):
     long = " ".join(f"word{i}" for i in range(40))
-    res = sdk.chat_inference(TEST_ORG, {"modelId": CHAT_MODEL, "maxTokens": 3,
-                                        "messages": [{"role": "user", "content": long}]})
+    res = sdk.chat_inference(
+        TEST_ORG, {"modelId": CHAT_MODEL, "maxTokens": 3, "messages": [{"role": "user", "content": long}]}
+    )
     assert res.finish_reason == "length" and res.usage.output_tokens <= 3
 
 
 def test_chat_faults_invalid_json_and_length(emulator, sdk):
-    req = {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "a b c d e f g"}],
-           "responseFormat": {"type": "json", "jsonSchema": {"type": "object", "properties": {"a": {"type": "string"}}}}}
+    req = {
+        "modelId": CHAT_MODEL,
+        "messages": [{"role": "user", "content": "a b c d e f g"}],
+        "responseFormat": {"type": "json", "jsonSchema": {"type": "object", "properties": {"a": {"type": "string"}}}},
+    }
     emulator.set_faults(invalid_json_rate=1.0)
     with pytest.raises(ValueError):
         json.loads(sdk.chat_inference(TEST_ORG, req).response.content)
@@ -231,6 +268,7 @@ def test_chat_faults_invalid_json_and_length(emulator, sdk):
 
 
 # --- rejections, through the SDK where it can send them ----------------------------------------
+
 
 def test_missing_token_is_401(emulator):
     with pytest.raises(UnauthorizedException) as exc:
@@ -249,14 +287,17 @@ def test_wrong_token_is_403_and_never_echoed(emulator):
     assert json.loads(exc.value.body)["error"] == "AccessDeniedException"
 
 
-@pytest.mark.parametrize("request_fields,fragment", [
-    ({"input": []}, "1-100"),
-    ({"input": ["t"] * 101}, "1-100"),
-    ({"input": ["t"], "dimensions": 300}, "dimensions"),
-    ({"input": ["ok", "fine", "x" * 50_001]}, "input[2]: expected maxLength: 50000, actual: 50001"),
-    ({"input": ["ok", ""]}, "input[1]"),
-    ({"input": ["x"], "model_id": "amazon.titan-embed-text-v9:0"}, "modelId"),
-])
+@pytest.mark.parametrize(
+    "request_fields,fragment",
+    [
+        ({"input": []}, "1-100"),
+        ({"input": ["t"] * 101}, "1-100"),
+        ({"input": ["t"], "dimensions": 300}, "dimensions"),
+        ({"input": ["ok", "fine", "x" * 50_001]}, "input[2]: expected maxLength: 50000, actual: 50001"),
+        ({"input": ["ok", ""]}, "input[1]"),
+        ({"input": ["x"], "model_id": "amazon.titan-embed-text-v9:0"}, "modelId"),
+    ],
+)
 def test_embedding_rejections(sdk, request_fields, fragment):
     with pytest.raises(BadRequestException) as exc:
         sdk.embeddings(TEST_ORG, embed_request(**request_fields))
@@ -270,15 +311,18 @@ def test_too_many_tokens_names_index(emulator):
     assert r.status_code == 400 and "input[1]: Too many input tokens" in r.json()["message"]
 
 
-@pytest.mark.parametrize("build,fragment", [
-    (lambda: image_request(region="ap-southeast-2"), "region"),
-    (lambda: image_request(task_type="INPAINTING"), "inPaintingParams"),
-    (lambda: image_request({"width": 1000, "height": 1024}), "imageGenerationConfig.width"),
-    (lambda: image_request({"width": 2048, "height": 2048}), "4194304"),
-    (lambda: image_request({"cfg_scale": 11}), "cfgScale"),
-    (lambda: image_request({"number_of_images": 6}), "numberOfImages"),
-    (lambda: image_request(text="p" * 1025), "textToImageParams.text"),
-])
+@pytest.mark.parametrize(
+    "build,fragment",
+    [
+        (lambda: image_request(region="ap-southeast-2"), "region"),
+        (lambda: image_request(task_type="INPAINTING"), "inPaintingParams"),
+        (lambda: image_request({"width": 1000, "height": 1024}), "imageGenerationConfig.width"),
+        (lambda: image_request({"width": 2048, "height": 2048}), "4194304"),
+        (lambda: image_request({"cfg_scale": 11}), "cfgScale"),
+        (lambda: image_request({"number_of_images": 6}), "numberOfImages"),
+        (lambda: image_request(text="p" * 1025), "textToImageParams.text"),
+    ],
+)
 def test_image_rejections(sdk, build, fragment):
     with pytest.raises(BadRequestException) as exc:
         sdk.image_generation(TEST_ORG, build())
@@ -300,10 +344,15 @@ def test_body_over_25_mb_is_413(emulator):
 
 def test_chat_rejections(emulator):
     ok = {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]}
-    bad = [{**ok, "messages": []}, {**ok, "messages": [{"role": "robot", "content": "hi"}]},
-           {**ok, "temperature": 2.5}, {**ok, "maxTokens": 0}, {**ok, "maxTokens": 8193},
-           {**ok, "messages": [{"role": "user", "content": [{"image": {"format": "bmp", "source": {"bytes": "AA=="}}}]}]},
-           {"messages": ok["messages"]}]
+    bad = [
+        {**ok, "messages": []},
+        {**ok, "messages": [{"role": "robot", "content": "hi"}]},
+        {**ok, "temperature": 2.5},
+        {**ok, "maxTokens": 0},
+        {**ok, "maxTokens": 8193},
+        {**ok, "messages": [{"role": "user", "content": [{"image": {"format": "bmp", "source": {"bytes": "AA=="}}}]}]},
+        {"messages": ok["messages"]},
+    ]
     for body in bad:
         for path in ("chat", "chat/stream"):
             assert post(emulator, path, body).status_code == 400, (path, body)
@@ -315,12 +364,19 @@ def test_moderation_blocks_prompt(sdk, emulator):
     assert json.loads(exc.value.body) == {
         "error": "ValidationException",
         "message": "This request has been blocked by our content filters. "
-                   "Please adjust your text prompt to submit a new request."}
+        "Please adjust your text prompt to submit a new request.",
+    }
 
 
 def test_partial_block_returns_fewer_images(sdk):
-    res = sdk.image_generation(TEST_ORG, {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x __PARTIAL_BLOCK__"},
-                                          "imageGenerationConfig": {"numberOfImages": 3, "width": 320, "height": 320}})
+    res = sdk.image_generation(
+        TEST_ORG,
+        {
+            "taskType": "TEXT_IMAGE",
+            "textToImageParams": {"text": "x __PARTIAL_BLOCK__"},
+            "imageGenerationConfig": {"numberOfImages": 3, "width": 320, "height": 320},
+        },
+    )
     assert len(res.images) == 2
     assert res.error == "Some of the generated images have been blocked by our content filters."
 
@@ -337,6 +393,7 @@ def test_nan_marker_gives_nan_vector(emulator):
 
 
 # --- vectors --------------------------------------------------------------------------------
+
 
 def test_vectors_are_deterministic_normalised_and_semantic(emulator):
     a = vec(emulator, "the cat sat on the mat")
@@ -356,11 +413,15 @@ def test_batch_and_single_vectors_agree(emulator):
 
 # --- fault injection ------------------------------------------------------------------------
 
+
 def test_throttle_has_retry_after_unless_disabled(emulator):
     emulator.set_faults(throttle_rate=1.0)
     r = post(emulator, "embeddings", {"input": "x"})
     assert r.status_code == 429 and r.headers["Retry-After"] == "1"
-    assert r.json() == {"error": "ThrottlingException", "message": "Too many requests, please wait before trying again."}
+    assert r.json() == {
+        "error": "ThrottlingException",
+        "message": "Too many requests, please wait before trying again.",
+    }
     emulator.set_faults(throttle_rate=1.0, retry_after=False)
     r = post(emulator, "embeddings", {"input": "x"})
     assert r.status_code == 429 and "Retry-After" not in r.headers
@@ -376,8 +437,10 @@ def test_rate_limit_holds_in_every_one_second_window(emulator):
     assert stats["by_status"] == {"200": 5, "429": 7}
 
 
-@pytest.mark.parametrize("field,status,name", [("error_500_rate", 500, "InternalServerException"),
-                                               ("error_503_rate", 503, "ServiceUnavailableException")])
+@pytest.mark.parametrize(
+    "field,status,name",
+    [("error_500_rate", 500, "InternalServerException"), ("error_503_rate", 503, "ServiceUnavailableException")],
+)
 def test_server_errors(emulator, field, status, name):
     emulator.set_faults(**{field: 1.0})
     r = post(emulator, "chat", {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}]})
@@ -386,8 +449,10 @@ def test_server_errors(emulator, field, status, name):
 
 def test_dropped_connection_raises(emulator):
     emulator.set_faults(drop_rate=1.0)
-    for path, body in (("embeddings", {"input": ["some text"] * 3}),
-                       ("chat/stream", {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "a b c d e f g h i"}]})):
+    for path, body in (
+        ("embeddings", {"input": ["some text"] * 3}),
+        ("chat/stream", {"modelId": CHAT_MODEL, "messages": [{"role": "user", "content": "a b c d e f g h i"}]}),
+    ):
         with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             post(emulator, path, body)
     assert emulator.stats()["faults"] == {"drop": 2}
@@ -403,7 +468,10 @@ def test_faults_limited_to_endpoints_and_stats_exact(emulator):
     emulator.set_faults(error_500_rate=1.0, endpoints=["image-generation"])
     for _ in range(3):
         assert post(emulator, "embeddings", {"input": ["a", "b"]}).status_code == 200
-    assert post(emulator, "image-generation", {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x"}}).status_code == 500
+    assert (
+        post(emulator, "image-generation", {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x"}}).status_code
+        == 500
+    )
     assert post(emulator, "embeddings", {"input": "x"}, token="nope").status_code == 403
     stats = emulator.stats()
     assert stats["total_requests"] == 5 and stats["texts_embedded"] == 6 and stats["images_generated"] == 0
@@ -442,8 +510,12 @@ def test_process_mode():
     faults = FaultConfig(error_503_rate=1.0, endpoints=["chat"])
     with EmulatorServer(token="proc-token", faults=faults, mode="process") as emu:
         assert post(emu, "embeddings", {"input": "x"}, token="proc-token").status_code == 200
-        assert post(emu, "chat", {"modelId": "m", "messages": [{"role": "user", "content": "x"}]},
-                    token="proc-token").status_code == 503
+        assert (
+            post(
+                emu, "chat", {"modelId": "m", "messages": [{"role": "user", "content": "x"}]}, token="proc-token"
+            ).status_code
+            == 503
+        )
         emu.set_faults(throttle_rate=1.0)
         assert post(emu, "embeddings", {"input": "x"}, token="proc-token").status_code == 429
         assert emu.stats()["by_status"] == {"200": 1, "503": 1, "429": 1}

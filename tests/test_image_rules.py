@@ -68,12 +68,16 @@ def test_sides_must_be_divisible_by_16(side):
     assert fields(check_image_request(text_image(width=side, height=1024))) == ["imageGenerationConfig.width"]
 
 
-@pytest.mark.parametrize("width,height,ok", [(1280, 320, True), (320, 1280, True), (1600, 320, False), (320, 1600, False)])
+@pytest.mark.parametrize(
+    "width,height,ok", [(1280, 320, True), (320, 1280, True), (1600, 320, False), (320, 1600, False)]
+)
 def test_aspect_ratio_between_1_4_and_4_1(width, height, ok):
     assert (check_image_request(text_image(width=width, height=height)) == []) is ok
 
 
-@pytest.mark.parametrize("width,height,ok", [(2048, 2048, False), (2000, 2000, True), (512, 2048, True), (2048, 512, True)])
+@pytest.mark.parametrize(
+    "width,height,ok", [(2048, 2048, False), (2000, 2000, True), (512, 2048, True), (2048, 512, True)]
+)
 def test_total_pixels_strictly_below_limit(width, height, ok):
     assert (check_image_request(text_image(width=width, height=height)) == []) is ok
 
@@ -110,8 +114,10 @@ def test_prompt_length(length, ok):
 
 
 def test_negative_text_length_and_style():
-    req = {"taskType": "TEXT_IMAGE",
-           "textToImageParams": {"text": "cat", "negativeText": "y" * 1025, "style": "CUBISM"}}
+    req = {
+        "taskType": "TEXT_IMAGE",
+        "textToImageParams": {"text": "cat", "negativeText": "y" * 1025, "style": "CUBISM"},
+    }
     assert fields(check_image_request(req)) == ["textToImageParams.negativeText", "textToImageParams.style"]
 
 
@@ -120,11 +126,21 @@ def test_control_mode_and_strength():
     assert check_image_request({"taskType": "TEXT_IMAGE", "textToImageParams": params}) == []
     params.update(controlMode="DEPTH", controlStrength=1.2)
     assert fields(check_image_request({"taskType": "TEXT_IMAGE", "textToImageParams": params})) == [
-        "textToImageParams.controlMode", "textToImageParams.controlStrength"]
+        "textToImageParams.controlMode",
+        "textToImageParams.controlStrength",
+    ]
 
 
-@pytest.mark.parametrize("region,ok", [("us-east-1", True), ("ap-northeast-1", True), ("eu-west-1", True),
-                                       ("ap-southeast-2", False), ("us-west-2", False)])
+@pytest.mark.parametrize(
+    "region,ok",
+    [
+        ("us-east-1", True),
+        ("ap-northeast-1", True),
+        ("eu-west-1", True),
+        ("ap-southeast-2", False),
+        ("us-west-2", False),
+    ],
+)
 def test_regions(region, ok):
     assert (check_image_request({**text_image(), "region": region}) == []) is ok
 
@@ -132,14 +148,23 @@ def test_regions(region, ok):
 def test_task_type_and_params_object():
     assert fields(check_image_request({"taskType": "SKETCH"})) == ["taskType"]
     assert fields(check_image_request({"taskType": "INPAINTING", "textToImageParams": {"text": "x"}})) == [
-        "inPaintingParams"]
+        "inPaintingParams"
+    ]
     assert set(PARAMS_KEY) == set(TASK_TYPES)
 
 
-@pytest.mark.parametrize("colors,ok", [
-    (["#FF0000"], True), (["#ff00aa"] * 10, True), ([], False), (["#FF0000"] * 11, False),
-    (["red"], False), (["#FF00"], False), (["#GG0000"], False),
-])
+@pytest.mark.parametrize(
+    "colors,ok",
+    [
+        (["#FF0000"], True),
+        (["#ff00aa"] * 10, True),
+        ([], False),
+        (["#FF0000"] * 11, False),
+        (["red"], False),
+        (["#FF00"], False),
+        (["#GG0000"], False),
+    ],
+)
 def test_colors(colors, ok):
     req = {"taskType": "COLOR_GUIDED_GENERATION", "colorGuidedGenerationParams": {"text": "sky", "colors": colors}}
     assert (check_image_request(req) == []) is ok
@@ -150,7 +175,9 @@ def test_image_variation_rules():
     assert check_image_request({"taskType": "IMAGE_VARIATION", "imageVariationParams": params}) == []
     params.update(images=[_png(512, 512)] * 6, similarityStrength=0.1)
     assert fields(check_image_request({"taskType": "IMAGE_VARIATION", "imageVariationParams": params})) == [
-        "imageVariationParams.images", "imageVariationParams.similarityStrength"]
+        "imageVariationParams.images",
+        "imageVariationParams.similarityStrength",
+    ]
 
 
 def inpaint(**params) -> dict:
@@ -179,17 +206,23 @@ def test_edit_tasks_take_size_from_input_image():
 
 
 def test_outpainting_mode():
-    req = {"taskType": "OUTPAINTING",
-           "outPaintingParams": {"image": _png(512, 512), "maskPrompt": "sky", "outPaintingMode": "PRECISE"}}
+    req = {
+        "taskType": "OUTPAINTING",
+        "outPaintingParams": {"image": _png(512, 512), "maskPrompt": "sky", "outPaintingMode": "PRECISE"},
+    }
     assert check_image_request(req) == []
     req["outPaintingParams"]["outPaintingMode"] = "FAST"
     assert fields(check_image_request(req)) == ["outPaintingParams.outPaintingMode"]
 
 
 def test_background_removal_needs_image():
-    assert check_image_request({"taskType": "BACKGROUND_REMOVAL", "backgroundRemovalParams": {"image": _png(400, 400)}}) == []
+    assert (
+        check_image_request({"taskType": "BACKGROUND_REMOVAL", "backgroundRemovalParams": {"image": _png(400, 400)}})
+        == []
+    )
     assert fields(check_image_request({"taskType": "BACKGROUND_REMOVAL", "backgroundRemovalParams": {}})) == [
-        "backgroundRemovalParams.image"]
+        "backgroundRemovalParams.image"
+    ]
 
 
 def test_input_images_are_decoded_and_checked():
@@ -214,8 +247,16 @@ def test_check_input_image_limits():
 
 
 def test_all_violations_are_reported_at_once():
-    req = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": ""}, "region": "ap-southeast-2",
-           "imageGenerationConfig": {"width": 1000, "cfgScale": 11, "numberOfImages": 6}}
+    req = {
+        "taskType": "TEXT_IMAGE",
+        "textToImageParams": {"text": ""},
+        "region": "ap-southeast-2",
+        "imageGenerationConfig": {"width": 1000, "cfgScale": 11, "numberOfImages": 6},
+    }
     assert fields(check_image_request(req)) == [
-        "region", "textToImageParams.text", "imageGenerationConfig.width",
-        "imageGenerationConfig.cfgScale", "imageGenerationConfig.numberOfImages"]
+        "region",
+        "textToImageParams.text",
+        "imageGenerationConfig.width",
+        "imageGenerationConfig.cfgScale",
+        "imageGenerationConfig.numberOfImages",
+    ]

@@ -77,7 +77,9 @@ def test_library_never_imports_prefect_at_module_level(path):
         assert not top, f"{rel}:{line}: module-level import of {name}; import it inside the function that needs it"
         if name.startswith("quant_batch.flows"):
             continue  # the CLI hands a run over to the flows from inside its commands
-        assert rel in LAZY_PREFECT, f"{rel}:{line}: imports {name}; only flows/ may (or add it to LAZY_PREFECT with why)"
+        assert rel in LAZY_PREFECT, (
+            f"{rel}:{line}: imports {name}; only flows/ may (or add it to LAZY_PREFECT with why)"
+        )
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "store").rglob("*.py")), ids=_rel)
@@ -86,11 +88,15 @@ def test_store_never_imports_a_stage(path):
     for name, _, line in _imports(_parsed(path)):
         parts = name.split(".")
         if parts[0] == "quant_batch" and len(parts) > 1:
-            assert parts[1] not in STAGES, f"{rel}:{line}: the store imports {name}; stages import the store, not the reverse"
+            assert parts[1] not in STAGES, (
+                f"{rel}:{line}: the store imports {name}; stages import the store, not the reverse"
+            )
 
 
 def test_lazy_prefect_list_is_current():
     """Every LAZY_PREFECT entry still imports Prefect, so the allow-list cannot outlive its reason."""
     for rel in LAZY_PREFECT:
         names = [n for n, _, _ in _imports(_parsed(PACKAGE.parent / rel))]
-        assert any(n == "prefect" or n.startswith("prefect.") for n in names), f"{rel} no longer imports prefect; drop it from LAZY_PREFECT"
+        assert any(n == "prefect" or n.startswith("prefect.") for n in names), (
+            f"{rel} no longer imports prefect; drop it from LAZY_PREFECT"
+        )

@@ -44,12 +44,21 @@ def problems(manifest) -> set[tuple[int | None, str | None]]:
     return {(p.line, p.field) for p in manifest.problems}
 
 
-@pytest.mark.parametrize("name, tasks", [
-    ("prompts.jsonl", ["TEXT_IMAGE"] * 4 + ["COLOR_GUIDED_GENERATION"] * 2 + ["IMAGE_VARIATION"]
-     + ["INPAINTING"] * 2 + ["OUTPAINTING", "BACKGROUND_REMOVAL"]),
-    ("prompts.csv", ["TEXT_IMAGE"] * 3 + ["COLOR_GUIDED_GENERATION"] * 2),
-    ("prompts.yaml", ["TEXT_IMAGE", "TEXT_IMAGE", "COLOR_GUIDED_GENERATION", "INPAINTING"]),
-])
+@pytest.mark.parametrize(
+    "name, tasks",
+    [
+        (
+            "prompts.jsonl",
+            ["TEXT_IMAGE"] * 4
+            + ["COLOR_GUIDED_GENERATION"] * 2
+            + ["IMAGE_VARIATION"]
+            + ["INPAINTING"] * 2
+            + ["OUTPAINTING", "BACKGROUND_REMOVAL"],
+        ),
+        ("prompts.csv", ["TEXT_IMAGE"] * 3 + ["COLOR_GUIDED_GENERATION"] * 2),
+        ("prompts.yaml", ["TEXT_IMAGE", "TEXT_IMAGE", "COLOR_GUIDED_GENERATION", "INPAINTING"]),
+    ],
+)
 def test_sample_manifests_are_valid(name, tasks):
     manifest = load_manifest(DATA / name)
     assert manifest.problems == [] and manifest.invalid_rows == []
@@ -65,7 +74,9 @@ def test_sample_jsonl_covers_the_input_forms():
     rows = {r.id: r for r in load_manifest(DATA / "prompts.jsonl").rows}
     assert rows["cottage-sketch"].inputs[0].field == "textToImageParams.conditionImage"
     assert [i.field for i in rows["mug-variations"].inputs] == [
-        "imageVariationParams.images[0]", "imageVariationParams.images[1]"]
+        "imageVariationParams.images[0]",
+        "imageVariationParams.images[1]",
+    ]
     assert rows["mug-latte"].request["inPaintingParams"]["maskPrompt"] == "the coffee in the mug"
     assert rows["mug-kitchen"].inputs[1].field == "inPaintingParams.maskImage"
     assert "imageGenerationConfig" not in rows["mug-cutout"].request
@@ -74,12 +85,26 @@ def test_sample_jsonl_covers_the_input_forms():
 
 
 def test_flat_and_nested_forms_give_the_same_request_and_key(folder):
-    flat = one(folder, {"task": "INPAINTING", "image": "images/mug.png", "maskPrompt": "the mug",
-                        "prompt": "a glass mug", "cfgScale": 7, "seed": 3})
-    nested = one(folder, {"taskType": "INPAINTING", "region": "us-east-1",
-                          "inPaintingParams": {"image": "images/mug.png", "maskPrompt": "the mug",
-                                               "text": "a glass mug"},
-                          "imageGenerationConfig": {"cfgScale": 7.0, "seed": 3, "quality": "standard"}})
+    flat = one(
+        folder,
+        {
+            "task": "INPAINTING",
+            "image": "images/mug.png",
+            "maskPrompt": "the mug",
+            "prompt": "a glass mug",
+            "cfgScale": 7,
+            "seed": 3,
+        },
+    )
+    nested = one(
+        folder,
+        {
+            "taskType": "INPAINTING",
+            "region": "us-east-1",
+            "inPaintingParams": {"image": "images/mug.png", "maskPrompt": "the mug", "text": "a glass mug"},
+            "imageGenerationConfig": {"cfgScale": 7.0, "seed": 3, "quality": "standard"},
+        },
+    )
     assert flat.request == nested.request and flat.key == nested.key
     assert flat.request["inPaintingParams"]["image"] == {"$file": "inPaintingParams.image"}
 
@@ -94,12 +119,24 @@ def test_key_is_stable_across_loads_and_ignores_id_and_image_name(folder):
     assert one(folder, {**row, "conditionImage": "images/renamed.png"}).key == key
 
 
-@pytest.mark.parametrize("change", [
-    {"prompt": "a blue barn"}, {"negativeText": "fog"}, {"style": "MAXIMALISM"},
-    {"width": 512}, {"height": 512}, {"quality": "premium"}, {"cfgScale": 8}, {"seed": 5},
-    {"numberOfImages": 2}, {"region": "eu-west-1"}, {"controlStrength": 0.5},
-    {"controlMode": "SEGMENTATION"}, {"conditionImage": "images/mug.png"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prompt": "a blue barn"},
+        {"negativeText": "fog"},
+        {"style": "MAXIMALISM"},
+        {"width": 512},
+        {"height": 512},
+        {"quality": "premium"},
+        {"cfgScale": 8},
+        {"seed": 5},
+        {"numberOfImages": 2},
+        {"region": "eu-west-1"},
+        {"controlStrength": 0.5},
+        {"controlMode": "SEGMENTATION"},
+        {"conditionImage": "images/mug.png"},
+    ],
+)
 def test_key_changes_with_every_param(folder, change):
     row = {"prompt": "a red barn", "conditionImage": "images/house_sketch.png"}
     assert one(folder, {**row, **change}).key != one(folder, row).key
@@ -143,8 +180,10 @@ def test_every_kind_of_error_is_reported_at_once(folder, monkeypatch):
         {"prompt": "j", "width": "wide"},
         {"task": "BACKGROUND_REMOVAL", "image": "images/nope.png"},
         {"task": "BACKGROUND_REMOVAL", "image": "images/notes.png"},
-        {"task": "BACKGROUND_REMOVAL", "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
-                                                "2mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="},
+        {
+            "task": "BACKGROUND_REMOVAL",
+            "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        },
         '{"id": "broken", "prompt": ',
         {"id": "long", "prompt": "k"},
         {"id": "../../x", "prompt": "l"},
@@ -192,14 +231,23 @@ def test_every_kind_of_error_is_reported_at_once(folder, monkeypatch):
 
 
 def test_nested_rows_report_unknown_and_misplaced_fields(folder):
-    manifest = load_manifest(write(folder, "m.jsonl", [
-        {"taskType": "TEXT_IMAGE", "textToImageParams": {"txt": "a"}},
-        {"taskType": "INPAINTING", "textToImageParams": {"text": "a"},
-         "inPaintingParams": {"image": "images/mug.png", "maskPrompt": "mug"}},
-        {"task": "INPAINTING", "image": "images/mug.png", "maskPrompt": "mug", "width": 512},
-        {"prompt": "a", "text": "b"},
-        {"task": "BACKGROUND_REMOVAL", "image": "images/mug.png", "imageGenerationConfig": {"seed": 1}},
-    ]))
+    manifest = load_manifest(
+        write(
+            folder,
+            "m.jsonl",
+            [
+                {"taskType": "TEXT_IMAGE", "textToImageParams": {"txt": "a"}},
+                {
+                    "taskType": "INPAINTING",
+                    "textToImageParams": {"text": "a"},
+                    "inPaintingParams": {"image": "images/mug.png", "maskPrompt": "mug"},
+                },
+                {"task": "INPAINTING", "image": "images/mug.png", "maskPrompt": "mug", "width": 512},
+                {"prompt": "a", "text": "b"},
+                {"task": "BACKGROUND_REMOVAL", "image": "images/mug.png", "imageGenerationConfig": {"seed": 1}},
+            ],
+        )
+    )
     by_line = {p.line: p for p in manifest.problems if p.line != 1 or "txt" in p.field}
     assert "did you mean 'textToImageParams.text'?" in by_line[1].message
     assert by_line[2].field == "textToImageParams" and "use 'inPaintingParams'" in by_line[2].message
@@ -209,17 +257,21 @@ def test_nested_rows_report_unknown_and_misplaced_fields(folder):
 
 
 def test_csv_coercion_and_line_numbers(folder):
-    path = write(folder, "m.csv", [
-        "id,task,prompt,width,height,cfgScale,seed,numberOfImages,colors,images,similarityStrength",
-        'a,TEXT_IMAGE,"a prompt over',
-        'two lines",512,384,7,,2,,,',
-        "b,COLOR_GUIDED_GENERATION,palette,512,512,,,,#ff0000 #00FF00,,",
-        'c,COLOR_GUIDED_GENERATION,palette,512,512,,,,"#ff0000,#00ff00",,',
-        "d,IMAGE_VARIATION,vary,512,512,,,,,images/mug.png; images/mug_red.png,0.5",
-        "e,TEXT_IMAGE,bad width,abc,512,,,,,,",
-        "f,TEXT_IMAGE,too,many,cells,here,,,,,,,",
-        "g,TEXT_IMAGE,,512,512,,,,,,",
-    ])
+    path = write(
+        folder,
+        "m.csv",
+        [
+            "id,task,prompt,width,height,cfgScale,seed,numberOfImages,colors,images,similarityStrength",
+            'a,TEXT_IMAGE,"a prompt over',
+            'two lines",512,384,7,,2,,,',
+            "b,COLOR_GUIDED_GENERATION,palette,512,512,,,,#ff0000 #00FF00,,",
+            'c,COLOR_GUIDED_GENERATION,palette,512,512,,,,"#ff0000,#00ff00",,',
+            "d,IMAGE_VARIATION,vary,512,512,,,,,images/mug.png; images/mug_red.png,0.5",
+            "e,TEXT_IMAGE,bad width,abc,512,,,,,,",
+            "f,TEXT_IMAGE,too,many,cells,here,,,,,,,",
+            "g,TEXT_IMAGE,,512,512,,,,,,",
+        ],
+    )
     manifest = load_manifest(path)
     rows = {r.id: r for r in manifest.rows}
     assert rows["a"].line == 2 and rows["b"].line == 4
@@ -234,12 +286,16 @@ def test_csv_coercion_and_line_numbers(folder):
 
 
 def test_csv_booleans_and_virtual_try_on(folder):
-    path = write(folder, "m.csv", [
-        "id,task,sourceImage,referenceImage,garmentClass,maskShape,preserveFace,returnMask,mergeStyle,maskImage",
-        "vto,VIRTUAL_TRY_ON,images/mug.png,images/mug_red.png,UPPER_BODY,BOUNDING_BOX,ON,yes,BALANCED,",
-        "vto-mask,VIRTUAL_TRY_ON,images/mug.png,images/mug_red.png,,,,false,,images/mug_background_mask.png",
-        "bad,VIRTUAL_TRY_ON,images/mug.png,images/mug_red.png,UPPER_BODY,,,maybe,,",
-    ])
+    path = write(
+        folder,
+        "m.csv",
+        [
+            "id,task,sourceImage,referenceImage,garmentClass,maskShape,preserveFace,returnMask,mergeStyle,maskImage",
+            "vto,VIRTUAL_TRY_ON,images/mug.png,images/mug_red.png,UPPER_BODY,BOUNDING_BOX,ON,yes,BALANCED,",
+            "vto-mask,VIRTUAL_TRY_ON,images/mug.png,images/mug_red.png,,,,false,,images/mug_background_mask.png",
+            "bad,VIRTUAL_TRY_ON,images/mug.png,images/mug_red.png,UPPER_BODY,,,maybe,,",
+        ],
+    )
     manifest = load_manifest(path)
     assert problems(manifest) == {(4, "returnMask")}
     rows = {r.id: r for r in manifest.rows}
@@ -259,21 +315,25 @@ def test_csv_booleans_and_virtual_try_on(folder):
 
 
 def test_yaml_lines_defaults_and_precedence(folder):
-    path = write(folder, "m.yaml", [
-        "# comment",
-        "defaults:",
-        "  width: 512",
-        "  height: 512",
-        "rows:",
-        "  - id: a",
-        "    prompt: first",
-        "",
-        "  - id: b",
-        "    prompt: second",
-        "    width: 640",
-        "    cfgScale: 11",
-        "  - {id: c, task: INPAINTING, image: images/mug.png, maskPrompt: mug}",
-    ])
+    path = write(
+        folder,
+        "m.yaml",
+        [
+            "# comment",
+            "defaults:",
+            "  width: 512",
+            "  height: 512",
+            "rows:",
+            "  - id: a",
+            "    prompt: first",
+            "",
+            "  - id: b",
+            "    prompt: second",
+            "    width: 640",
+            "    cfgScale: 11",
+            "  - {id: c, task: INPAINTING, image: images/mug.png, maskPrompt: mug}",
+        ],
+    )
     manifest = load_manifest(path, RenderDefaults(width=768, height=768, quality="premium"))
     assert problems(manifest) == {(9, "imageGenerationConfig.cfgScale")}
     assert [(r.id, r.line) for r in manifest.rows] == [("a", 6), ("c", 13)]
@@ -292,18 +352,22 @@ def test_yaml_plain_list_and_bad_defaults(folder):
 
 
 def test_yaml_syntax_error_keeps_the_other_rows(folder):
-    path = write(folder, "m.yaml", [
-        "defaults:",
-        "  width: 512",
-        "  height: 512",
-        "rows:",
-        "  - id: good-1",
-        "    prompt: first",
-        "  - id: broken",
-        '    prompt: "unclosed',
-        "  - id: good-2",
-        "    prompt: second",
-    ])
+    path = write(
+        folder,
+        "m.yaml",
+        [
+            "defaults:",
+            "  width: 512",
+            "  height: 512",
+            "rows:",
+            "  - id: good-1",
+            "    prompt: first",
+            "  - id: broken",
+            '    prompt: "unclosed',
+            "  - id: good-2",
+            "    prompt: second",
+        ],
+    )
     manifest = load_manifest(path)
     assert [(r.id, r.line) for r in manifest.rows] == [("good-1", 5), ("good-2", 9)]
     assert [(p.line, p.field) for p in manifest.problems] == [(7, None)]
@@ -313,10 +377,16 @@ def test_yaml_syntax_error_keeps_the_other_rows(folder):
 
 def test_mask_must_match_the_image(folder):
     Image.new("RGB", (640, 640), (0, 0, 0)).save(folder / "images/big_mask.png")
-    manifest = load_manifest(write(folder, "m.jsonl", [
-        {"task": "INPAINTING", "image": "images/mug.png", "maskImage": "images/big_mask.png", "prompt": "a"},
-        {"task": "INPAINTING", "image": "images/mug.png", "maskImage": "images/mug_red.png", "prompt": "b"},
-    ]))
+    manifest = load_manifest(
+        write(
+            folder,
+            "m.jsonl",
+            [
+                {"task": "INPAINTING", "image": "images/mug.png", "maskImage": "images/big_mask.png", "prompt": "a"},
+                {"task": "INPAINTING", "image": "images/mug.png", "maskImage": "images/mug_red.png", "prompt": "b"},
+            ],
+        )
+    )
     assert problems(manifest) == {(1, "inPaintingParams.maskImage"), (2, "inPaintingParams.maskImage")}
     assert "same size" in manifest.problems[0].message and "black" in manifest.problems[1].message
 
@@ -324,14 +394,20 @@ def test_mask_must_match_the_image(folder):
 def test_ids_are_sanitised_and_paths_may_leave_the_folder(folder):
     sub = folder / "manifests"
     sub.mkdir()
-    manifest = load_manifest(write(sub, "m.jsonl", [
-        {"id": "My Image #1", "prompt": "a"},
-        {"id": ".hidden", "prompt": "b"},
-        {"id": "x" * 150, "prompt": "c"},
-        {"id": 7, "prompt": "d"},
-        {"task": "BACKGROUND_REMOVAL", "image": "../images/mug.png"},
-        {"task": "BACKGROUND_REMOVAL", "image": str(folder / "images/mug_red.png")},
-    ]))
+    manifest = load_manifest(
+        write(
+            sub,
+            "m.jsonl",
+            [
+                {"id": "My Image #1", "prompt": "a"},
+                {"id": ".hidden", "prompt": "b"},
+                {"id": "x" * 150, "prompt": "c"},
+                {"id": 7, "prompt": "d"},
+                {"task": "BACKGROUND_REMOVAL", "image": "../images/mug.png"},
+                {"task": "BACKGROUND_REMOVAL", "image": str(folder / "images/mug_red.png")},
+            ],
+        )
+    )
     assert manifest.problems == []
     assert [r.id for r in manifest.rows][:4] == ["My_Image__1", "hidden", "x" * 100, "7"]
 

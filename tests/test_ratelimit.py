@@ -177,6 +177,7 @@ def test_concurrent_throttles_count_once():
 
 # --- the process-wide registry build_client draws from ----------------------------------------
 
+
 def _build(images: bool = False, **limits):
     from quant_batch.client.config import ApiConfig, RateLimits
     from quant_batch.client.factory import build_client

@@ -223,13 +223,18 @@ def test_jsonl_broken_lines_empty_and_duplicate_ids(tmp_path):
     ]
     path = write(tmp_path / "rows.jsonl", "\n".join(lines) + "\n")
     items = list(iter_table(path, id_column="id", text_column="text"))
-    summary = [
-        (i.line, "doc", i.doc_id) if isinstance(i, Document) else (i.line, "err", i.message)
-        for i in items
-    ]
+    summary = [(i.line, "doc", i.doc_id) if isinstance(i, Document) else (i.line, "err", i.message) for i in items]
     assert [s[:2] for s in summary] == [
-        (1, "err"), (2, "doc"), (4, "doc"), (5, "err"), (6, "err"), (7, "err"), (8, "err"),
-        (9, "doc"), (10, "err"), (11, "err"),
+        (1, "err"),
+        (2, "doc"),
+        (4, "doc"),
+        (5, "err"),
+        (6, "err"),
+        (7, "err"),
+        (8, "err"),
+        (9, "doc"),
+        (10, "err"),
+        (11, "err"),
     ]
     assert "invalid JSON" in summary[0][2]
     assert summary[1][2] == "rows.jsonl#a" and summary[7][2] == "rows.jsonl#7"
@@ -257,7 +262,10 @@ def test_csv_lines_quoted_newlines_and_duplicates(tmp_path):
     path = write(tmp_path / "rows.csv", content)
     items = list(iter_table(path, id_column="id", text_column="text"))
     assert [(type(i).__name__, i.line) for i in items] == [
-        ("Document", 2), ("Document", 4), ("DocumentError", 6), ("DocumentError", 7),
+        ("Document", 2),
+        ("Document", 4),
+        ("DocumentError", 6),
+        ("DocumentError", 7),
     ]
     assert items[0].text == "multi\nline text"
     assert "duplicate id '1'" in items[2].message
@@ -269,8 +277,7 @@ def test_parquet_is_read_in_batches_with_row_numbers(tmp_path):
     texts = [f"text {i}" for i in range(n)]
     texts[2500] = None
     path = tmp_path / "big.parquet"
-    pq.write_table(pa.table({"id": ids, "text": texts, "extra": list(range(n))}), path,
-                   row_group_size=700)
+    pq.write_table(pa.table({"id": ids, "text": texts, "extra": list(range(n))}), path, row_group_size=700)
     items = list(iter_table(path, id_column="id", text_column="text"))
     assert len(items) == n
     assert items[2999].line == 3000 and items[2999].doc_id == "big.parquet#r2999"

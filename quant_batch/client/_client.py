@@ -35,8 +35,12 @@ from ._types import CallInfo, ChatResult, EmbeddingResult, ImageResult, StreamEv
 
 log = logging.getLogger("quant_batch.client")
 
-_PATHS = {"embeddings": "embeddings", "image-generation": "image-generation",
-          "chat": "chat", "chat-stream": "chat/stream"}
+_PATHS = {
+    "embeddings": "embeddings",
+    "image-generation": "image-generation",
+    "chat": "chat",
+    "chat-stream": "chat/stream",
+}
 _USER_AGENT = f"quant-batch/0.1 python-requests/{requests.__version__}"
 UNREACHABLE_AFTER = 2
 """Failed connects, before any answer, after which the base URL counts as unreachable."""
@@ -153,8 +157,9 @@ class QuantClient:
         if not texts:
             raise ValueError("embed() needs at least one text")
         body = {"input": texts, "modelId": model, "dimensions": dimensions, "normalize": normalize}
-        fields, info = self._call("embeddings", body, lambda r: embedding_fields(r, len(texts)),
-                                  cost=estimate_text_tokens(texts))
+        fields, info = self._call(
+            "embeddings", body, lambda r: embedding_fields(r, len(texts)), cost=estimate_text_tokens(texts)
+        )
         return EmbeddingResult(**fields, info=info)
 
     def generate_image(self, request: Mapping[str, Any]) -> ImageResult:
@@ -206,11 +211,16 @@ class QuantClient:
         except TRANSPORT_ERRORS as exc:
             raise error_from_exception("chat-stream", exc, secret=self._secret) from exc
         except StreamError as exc:
-            raise ServerError(f"chat-stream: error event: {exc.message}", endpoint="chat-stream",
-                              server_message=exc.message, status=resp.status_code) from None
+            raise ServerError(
+                f"chat-stream: error event: {exc.message}",
+                endpoint="chat-stream",
+                server_message=exc.message,
+                status=resp.status_code,
+            ) from None
         if not done:
-            raise ServerError("chat-stream: the stream ended before its final event",
-                              endpoint="chat-stream", status=resp.status_code)
+            raise ServerError(
+                "chat-stream: the stream ended before its final event", endpoint="chat-stream", status=resp.status_code
+            )
 
     def _call(
         self, endpoint: str, body: Mapping[str, Any], parse: Callable[[requests.Response], dict[str, Any]], *, cost: int
@@ -225,8 +235,9 @@ class QuantClient:
         fields: dict[str, Any] = self._retrying(attempt)
         return fields, call.info()
 
-    def _attempt(self, endpoint: str, body: Mapping[str, Any], call: _Call, cost: int,
-                 *, stream: bool = False) -> requests.Response:
+    def _attempt(
+        self, endpoint: str, body: Mapping[str, Any], call: _Call, cost: int, *, stream: bool = False
+    ) -> requests.Response:
         """One HTTP exchange: pace, send, read, translate failures into our errors."""
         call.attempts += 1
         self.rate_limiter.acquire(cost)
@@ -309,5 +320,7 @@ class QuantClient:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"QuantClient(base_url={self.settings.base_url!r}, "
-                f"organization={self.settings.organization!r}, pool_size={self.pool_size})")
+        return (
+            f"QuantClient(base_url={self.settings.base_url!r}, "
+            f"organization={self.settings.organization!r}, pool_size={self.pool_size})"
+        )

@@ -37,8 +37,14 @@ _INDEX = re.compile(r"\b(?:inputs?|texts?)\s*\[\s*(\d+)\s*\]|\bindex\s*[:#=]?\s*
 _BLOCKED = "blocked by our content filters"
 _REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-request-id", "x-amz-request-id", "request-id")
 _ORG_PATH = re.compile(r"/organizations/[^/\s'\"]+")
-_TRANSIENT_STATUS = {408: Timeout, 424: ServerError, 500: ServerError, 502: ServerError,
-                     503: ServerError, 504: ServerError}
+_TRANSIENT_STATUS = {
+    408: Timeout,
+    424: ServerError,
+    500: ServerError,
+    502: ServerError,
+    503: ServerError,
+    504: ServerError,
+}
 
 
 def server_message(resp: requests.Response) -> tuple[str | None, str]:
@@ -73,8 +79,7 @@ def error_from_response(endpoint: str, resp: requests.Response, *, secret: str =
         kind = _kind(status, code, text)
         label = code or resp.reason or "error"
         message = f"{endpoint}: {status} {label}: {text}" if text else f"{endpoint}: {status} {label}"
-        kw: dict[str, Any] = dict(status=status, endpoint=endpoint, server_message=text,
-                                  request_id=request_id)
+        kw: dict[str, Any] = dict(status=status, endpoint=endpoint, server_message=text, request_id=request_id)
         if kind is RateLimited:
             return RateLimited(message, retry_after=parse_retry_after(resp.headers.get("Retry-After")), **kw)
         if issubclass(kind, RequestRejected):
@@ -156,8 +161,10 @@ def connect_failure(exc: BaseException) -> str | None:
 
 def unreachable_error(endpoint: str, base_url: str, reason: str) -> ServiceUnreachable:
     """The one message for a base URL that never answered: scheme://host:port, no path, no token."""
-    return ServiceUnreachable(f"{endpoint}: cannot reach {origin(base_url)}: {reason}; "
-                              "check QUANT_BASE_URL and the network", endpoint=endpoint)
+    return ServiceUnreachable(
+        f"{endpoint}: cannot reach {origin(base_url)}: {reason}; check QUANT_BASE_URL and the network",
+        endpoint=endpoint,
+    )
 
 
 def origin(url: str) -> str:

@@ -33,8 +33,11 @@ def _json(resp: requests.Response, endpoint: str) -> Any:
         # orjson refuses the bare NaN token some servers write for a bad vector; json takes it
         return json.loads(resp.content)
     except ValueError as exc:
-        raise BadResponse(f"{endpoint}: {resp.status_code} with a body that is not JSON ({exc})",
-                          status=resp.status_code, endpoint=endpoint) from None
+        raise BadResponse(
+            f"{endpoint}: {resp.status_code} with a body that is not JSON ({exc})",
+            status=resp.status_code,
+            endpoint=endpoint,
+        ) from None
 
 
 def embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
@@ -47,8 +50,11 @@ def embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
     vectors = _as_matrix(raw, n)
     dim = body.get("dimension") if isinstance(body.get("dimension"), int) else vectors.shape[1]
     if vectors.shape[1] != dim:
-        raise BadResponse(f"embeddings: vectors have {vectors.shape[1]} values, the answer says dimension {dim}",
-                          status=resp.status_code, endpoint="embeddings")
+        raise BadResponse(
+            f"embeddings: vectors have {vectors.shape[1]} values, the answer says dimension {dim}",
+            status=resp.status_code,
+            endpoint="embeddings",
+        )
     usage = Usage.from_body(body.get("usage"))
     return dict(vectors=vectors, model=str(body.get("model") or ""), dimension=dim, usage=usage)
 
@@ -62,8 +68,9 @@ def _as_matrix(raw: Any, n: int) -> np.ndarray:
         vectors = np.asarray(raw, dtype=np.float32)
     except (ValueError, TypeError) as exc:
         lengths = sorted({len(v) if isinstance(v, list) else -1 for v in raw})
-        raise BadResponse(f"embeddings: vectors are not numeric lists of one length (lengths {lengths[:5]})",
-                          endpoint="embeddings") from exc
+        raise BadResponse(
+            f"embeddings: vectors are not numeric lists of one length (lengths {lengths[:5]})", endpoint="embeddings"
+        ) from exc
     if vectors.ndim != 2:
         raise BadResponse(f"embeddings: expected a list of vectors, got shape {vectors.shape}", endpoint="embeddings")
     return np.ascontiguousarray(vectors)
@@ -76,10 +83,12 @@ def image_fields(resp: requests.Response) -> dict[str, Any]:
     images = [_image(s) for s in body.get("images") or ()]
     if not images:
         if error:
-            raise ContentBlocked(f"image-generation: {error}", status=resp.status_code,
-                                 endpoint="image-generation", server_message=error)
-        raise BadResponse("image-generation: the answer holds no images", status=resp.status_code,
-                          endpoint="image-generation")
+            raise ContentBlocked(
+                f"image-generation: {error}", status=resp.status_code, endpoint="image-generation", server_message=error
+            )
+        raise BadResponse(
+            "image-generation: the answer holds no images", status=resp.status_code, endpoint="image-generation"
+        )
     mask = body.get("maskImage")
     return dict(images=images, error=error, mask_image=_image(mask) if mask else None)
 
@@ -95,8 +104,9 @@ def _image(value: Any) -> bytes:
             fmt = im.format
             im.load()  # decodes every pixel: a cut-off or corrupt body fails here, not in a worker later
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise BadResponse(f"image-generation: an image is not a valid PNG/JPEG ({type(exc).__name__})",
-                          endpoint="image-generation") from exc
+        raise BadResponse(
+            f"image-generation: an image is not a valid PNG/JPEG ({type(exc).__name__})", endpoint="image-generation"
+        ) from exc
     if fmt not in IMAGE_FORMATS:
         raise BadResponse(f"image-generation: an image is {fmt}, not PNG/JPEG", endpoint="image-generation")
     return data

@@ -39,5 +39,7 @@ class ApiConfig(_Strict):
     )
     max_attempts: int = Field(default=8, ge=1, description="Attempts per request, first try included (1 = no retry).")
     max_retry_seconds: float = Field(
-        default=900.0, gt=0, description="Give up retrying once the next wait would end this many seconds after the first attempt."
+        default=900.0,
+        gt=0,
+        description="Give up retrying once the next wait would end this many seconds after the first attempt.",
     )

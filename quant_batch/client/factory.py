@@ -34,8 +34,9 @@ _LIMITERS: dict[BucketKey, AdaptiveRateLimiter] = {}
 _LOCK = threading.Lock()
 
 
-def shared_limiter(key: BucketKey, requests_per_minute: float | None,
-                   tokens_per_minute: float | None) -> AdaptiveRateLimiter | None:
+def shared_limiter(
+    key: BucketKey, requests_per_minute: float | None, tokens_per_minute: float | None
+) -> AdaptiveRateLimiter | None:
     """The process-wide limiter for ``key`` (None when nothing is limited).
 
     A config that names other numbers for the same quota replaces the bucket: the newest
@@ -46,14 +47,17 @@ def shared_limiter(key: BucketKey, requests_per_minute: float | None,
     with _LOCK:
         found = _LIMITERS.get(key)
         if found is not None and (found.requests_per_minute, found.tokens_per_minute) == (
-                requests_per_minute, tokens_per_minute):
+            requests_per_minute,
+            tokens_per_minute,
+        ):
             return found
         if found is not None:
             log.info("rate limit for %s quota changed: a new bucket replaces the old one", key.kind)
         # burst of one request: pacing, so no 1-second window ever sees more than the rate
         # and a slow additive recovery, so after a 429 the rate stays under the real limit for long
-        _LIMITERS[key] = AdaptiveRateLimiter(requests_per_minute, tokens_per_minute, burst=1,
-                                             increase_per_success=0.005)
+        _LIMITERS[key] = AdaptiveRateLimiter(
+            requests_per_minute, tokens_per_minute, burst=1, increase_per_success=0.005
+        )
         return _LIMITERS[key]
 
 

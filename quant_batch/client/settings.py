@@ -19,8 +19,11 @@ DEFAULT_BASE_URL = "https://dashboard.quantcdn.io"
 # field name -> (environment variable, what to set it to) for "is not set" messages: they name
 # what a CLI user can set (the CLI has no flags for credentials)
 _SOURCES = {
-    "api_key": ("QUANT_API_KEY", "export QUANT_API_KEY=<your API token>, or name a Prefect Secret block "
-                                 "holding it in the run config's api.secret_block"),
+    "api_key": (
+        "QUANT_API_KEY",
+        "export QUANT_API_KEY=<your API token>, or name a Prefect Secret block "
+        "holding it in the run config's api.secret_block",
+    ),
     "organization": ("QUANT_ORGANIZATION", "export QUANT_ORGANIZATION=<your organisation id>"),
     "base_url": ("QUANT_BASE_URL", "export QUANT_BASE_URL=https://dashboard.quantcdn.io"),
 }

@@ -83,20 +83,15 @@ class ChunkSettings(pydantic.BaseModel, frozen=True, extra="forbid"):
     def _check_ratios(self) -> ChunkSettings:
         if self.overlap_chars > self.max_chars // 2:
             raise ValueError(
-                f"overlap_chars={self.overlap_chars} must be at most max_chars // 2 "
-                f"({self.max_chars // 2})"
+                f"overlap_chars={self.overlap_chars} must be at most max_chars // 2 ({self.max_chars // 2})"
             )
         if self.min_chars > self.max_chars // 2:
-            raise ValueError(
-                f"min_chars={self.min_chars} must be at most max_chars // 2 ({self.max_chars // 2})"
-            )
+            raise ValueError(f"min_chars={self.min_chars} must be at most max_chars // 2 ({self.max_chars // 2})")
         return self
 
     def fingerprint(self) -> str:
         """Short stable hash of these settings and ``CHUNKER_VERSION``."""
-        payload = json.dumps(
-            {"chunker": CHUNKER_VERSION, **self.model_dump()}, sort_keys=True, separators=(",", ":")
-        )
+        payload = json.dumps({"chunker": CHUNKER_VERSION, **self.model_dump()}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -156,8 +151,11 @@ def _iter_cores(text: str, start: int, end: int, budget: int, min_chars: int) ->
     if end - start <= budget or level == len(_SEPARATORS):
         yield from _split(text, start, end, level, budget, min_chars)
         return
-    pieces = (piece for part in _iter_parts(text, start, end, _SEPARATORS[level])
-              for piece in _split(text, part[0], part[1], level + 1, budget, min_chars))
+    pieces = (
+        piece
+        for part in _iter_parts(text, start, end, _SEPARATORS[level])
+        for piece in _split(text, part[0], part[1], level + 1, budget, min_chars)
+    )
     yield from _pack_stream(text, pieces, budget, min_chars)
 
 

@@ -35,8 +35,15 @@ class DocumentError:
         return f"{where}: {self.message}"
 
 
-def _document(doc_id: str, source_path: str, text: str, line: int | None = None,
-              metadata: dict[str, Any] | None = None, *, hash_metadata: bool = True) -> Document:
+def _document(
+    doc_id: str,
+    source_path: str,
+    text: str,
+    line: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    *,
+    hash_metadata: bool = True,
+) -> Document:
     text = _normalise_newlines(text)
     h = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
     if metadata and hash_metadata:  # changed metadata re-chunks a document (free: its chunk keys stay)

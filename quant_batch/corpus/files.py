@@ -87,8 +87,11 @@ def read_document(path: Path) -> Document | DocumentError:
     """One document file on its own; ``doc_id`` and ``source_path`` are its file name."""
     path = Path(path)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        return DocumentError(path.name, f"unsupported document type {path.suffix!r}; use one of "
-                             f"{sorted(SUPPORTED_SUFFIXES)}", doc_id=path.name)
+        return DocumentError(
+            path.name,
+            f"unsupported document type {path.suffix!r}; use one of {sorted(SUPPORTED_SUFFIXES)}",
+            doc_id=path.name,
+        )
     return _read_file(path, path.name)
 
 
@@ -133,8 +136,9 @@ def _read_file(path: Path, rel: str) -> Document | DocumentError:
         return DocumentError(rel, message, doc_id=rel)
     modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     # the modified time is not hashed: touching a file must not re-chunk it
-    return _document(rel, rel, text, metadata={"path": rel, "extension": suffix, "modified": modified},
-                     hash_metadata=False)
+    return _document(
+        rel, rel, text, metadata={"path": rel, "extension": suffix, "modified": modified}, hash_metadata=False
+    )
 
 
 def _decode(data: bytes) -> str:
@@ -147,9 +151,7 @@ def _decode(data: bytes) -> str:
         except UnicodeDecodeError as exc:
             raise _Unreadable(f"starts with a UTF-16 mark but is not valid UTF-16: {exc}") from exc
     if _looks_binary(data):
-        raise _Unreadable(
-            "binary file with a text extension; exclude it or give it its real extension"
-        )
+        raise _Unreadable("binary file with a text extension; exclude it or give it its real extension")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -159,9 +161,7 @@ def _decode(data: bytes) -> str:
     matches = from_bytes(data, threshold=_MAX_MESS)
     best = matches.best()
     if best is None:
-        raise _Unreadable(
-            "not valid UTF-8 and no other encoding detected; re-save the file as UTF-8"
-        )
+        raise _Unreadable("not valid UTF-8 and no other encoding detected; re-save the file as UTF-8")
     # on short texts the detector cannot tell single-byte Western code pages apart (French
     # latin-1 came back as Baltic cp1257); among near-ties, take the most common legacy encoding
     near = [m for m in matches if m.chaos <= best.chaos + _NEAR_TIE]
@@ -282,4 +282,3 @@ def html_to_text(html: str) -> str:
     parser.feed(html)
     parser.close()
     return "\n\n".join(parser.paragraphs)
-

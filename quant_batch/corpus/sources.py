@@ -39,7 +39,8 @@ class FolderSource(_Strict):
     include: tuple[str, ...] = Field(default=("**/*",), description="Glob patterns of files to read, relative to path.")
     exclude: tuple[str, ...] = Field(default=(), description="Glob patterns of files to skip; win over include.")
     name: str | None = Field(
-        default=None, pattern=r"^[^/#]+$",
+        default=None,
+        pattern=r"^[^/#]+$",
         description="Label that qualifies this source's document ids; default: the folder's own name.",
     )
 
@@ -61,10 +62,12 @@ class TableSource(_Strict):
     id_column: str = Field(default="id", description="Column naming each row's document (its id within the source).")
     text_column: str = Field(default="text", description="Column holding each row's document text.")
     metadata_columns: tuple[str, ...] = Field(
-        default=(), description="Columns kept with each row's chunks as metadata: returned with hits, filterable in search."
+        default=(),
+        description="Columns kept with each row's chunks as metadata: returned with hits, filterable in search.",
     )
     name: str | None = Field(
-        default=None, pattern=r"^[^/#]+$",
+        default=None,
+        pattern=r"^[^/#]+$",
         description="Label that qualifies this table's row ids; default: the table file's name.",
     )
 
@@ -117,7 +120,7 @@ def _qualified(item: Document | DocumentError, prefix: str, own: str = "") -> Do
     """``item`` with the reader's own id prefix ``own`` replaced by ``prefix``."""
 
     def q(value: str) -> str:
-        return prefix + value[len(own):]
+        return prefix + value[len(own) :]
 
     def q_or_none(value: str | None) -> str | None:
         return None if value is None else q(value)
@@ -145,7 +148,10 @@ def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Docu
                 raise InputError("source table not found", path=str(source.table))
             # the reader names rows "<file name>#<id>"; the label replaces the file name
             for item in iter_table(
-                source.table, id_column=source.id_column, text_column=source.text_column, root=source.table.parent,
+                source.table,
+                id_column=source.id_column,
+                text_column=source.text_column,
+                root=source.table.parent,
                 metadata_columns=source.metadata_columns,
             ):
                 yield _qualified(item, source.label, own=source.table.name)
@@ -164,8 +170,11 @@ class SourceScan:
 
     def skipped(self) -> str:
         """``.xyz 2, .bin 1 (unsupported); .md 3 (not matched by include/exclude)``, or ''."""
-        parts = [f"{_by_extension(c)} ({why})" for c, why in ((self.unsupported, "unsupported"),
-                                                            (self.excluded, "not matched by include/exclude")) if c]
+        parts = [
+            f"{_by_extension(c)} ({why})"
+            for c, why in ((self.unsupported, "unsupported"), (self.excluded, "not matched by include/exclude"))
+            if c
+        ]
         return "; ".join(parts)
 
     def describe(self) -> str:

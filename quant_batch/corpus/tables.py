@@ -17,7 +17,11 @@ _BATCH_ROWS = 1024
 
 
 def iter_table(
-    path: Path, *, id_column: str, text_column: str, root: Path | None = None,
+    path: Path,
+    *,
+    id_column: str,
+    text_column: str,
+    root: Path | None = None,
     metadata_columns: Sequence[str] = (),
 ) -> Iterator[Document | DocumentError]:
     """Yield one document per row of a CSV, JSONL or Parquet file, reading in batches.
@@ -41,9 +45,7 @@ def iter_table(
     rel = _relative(path, root)
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise InputError(
-            f"unsupported table format {suffix!r}; use one of {sorted(TABLE_SUFFIXES)}", path=rel
-        )
+        raise InputError(f"unsupported table format {suffix!r}; use one of {sorted(TABLE_SUFFIXES)}", path=rel)
     readers = {".csv": _csv_rows, ".parquet": _parquet_rows}
     wanted = (id_column, text_column, *metadata_columns)
     rows = readers.get(suffix, _jsonl_rows)(path, rel, wanted)
@@ -68,8 +70,10 @@ def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str, 
     doc_id = f"{rel}#{row_id}"
     if row_id in seen:
         return DocumentError(
-            rel, f"duplicate id {row_id!r} (first on line {seen[row_id]}); ids must be unique",
-            line=line, doc_id=doc_id,
+            rel,
+            f"duplicate id {row_id!r} (first on line {seen[row_id]}); ids must be unique",
+            line=line,
+            doc_id=doc_id,
         )
     seen[row_id] = line
     if raw_text is not None and not isinstance(raw_text, str):
@@ -121,7 +125,8 @@ def _csv_rows(path: Path, rel: str, wanted: tuple[str, ...]):
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InputError(
                 f"cannot read CSV beyond this point ({_describe(exc)}); save it as UTF-8 CSV",
-                path=rel, line=reader.line_num + 1,
+                path=rel,
+                line=reader.line_num + 1,
             ) from exc
 
 
@@ -183,4 +188,3 @@ def _parquet_rows(path: Path, rel: str, wanted: tuple[str, ...]):
         for values in zip(*columns):
             row += 1
             yield (row, *values)
-

@@ -27,10 +27,13 @@ whole, to improve search retrieval of the passage. Answer with only those senten
 class ContextualChunks(_Strict):
     """One chat call per changed document writes a short context prepended to each of its chunks before embedding."""
 
-    enabled: bool = Field(default=False, description="Write and prepend a context per changed document; off by default.")
+    enabled: bool = Field(
+        default=False, description="Write and prepend a context per changed document; off by default."
+    )
     model: str = Field(default="amazon.nova-lite-v1:0", description="Chat model that writes the context.")
     template: str = Field(
-        default=CONTEXT_TEMPLATE, min_length=1,
+        default=CONTEXT_TEMPLATE,
+        min_length=1,
         description="Jinja2 prompt (sandboxed) with variables document, doc_id, source_path; default asks for 1-2 sentences.",
     )
     max_tokens: int = Field(default=120, ge=1, le=2048, description="Output tokens per context answer, 1-2048.")
@@ -48,7 +51,8 @@ class CorpusConfig(_Strict):
     """Everything one corpus-embedding run needs."""
 
     sources: tuple[Source, ...] = Field(
-        min_length=1, description="Folders ({path, include, exclude}) and tables ({table, id_column, text_column}) to read."
+        min_length=1,
+        description="Folders ({path, include, exclude}) and tables ({table, id_column, text_column}) to read.",
     )
     out: Path = Field(default=Path("data/index"), description="Output folder: Parquet parts, state and catalog.duckdb.")
     chunking: ChunkSettings = Field(default=ChunkSettings(), description="How documents are cut into chunks.")
@@ -57,16 +61,17 @@ class CorpusConfig(_Strict):
         description="Embedding model: amazon.titan-embed-text-v2:0 or amazon.titan-embed-text-v1:0.",
     )
     dimensions: int = Field(default=1024, description="Vector length: 256, 512, 1024 or 8192 for v2; 1536 for v1.")
-    normalize: bool = Field(default=True, description="Ask the API for unit-length vectors (checked by the quality gate).")
+    normalize: bool = Field(
+        default=True, description="Ask the API for unit-length vectors (checked by the quality gate)."
+    )
     batch_size: int = Field(default=100, ge=1, le=100, description="Texts per API request, 1-100 (the API's maximum).")
     max_batch_chars: int = Field(
-        default=2_000_000, ge=50_000,
+        default=2_000_000,
+        ge=50_000,
         description="Characters in one request at most; keeps it well under the 25 MB payload limit.",
     )
     concurrency: int = Field(default=8, ge=1, le=256, description="API requests in flight at once, 1-256.")
-    max_cost: float | None = Field(
-        default=None, ge=0, description="Spend cap in USD for one run; null means no cap."
-    )
+    max_cost: float | None = Field(default=None, ge=0, description="Spend cap in USD for one run; null means no cap.")
     rate_limits: RateLimits = Field(default=RateLimits(), description="Account rate limits; unset means unlimited.")
     api: ApiConfig = Field(default=ApiConfig(), description="Timeouts, retries and where the API key comes from.")
     pricing: Path | None = Field(

@@ -39,10 +39,14 @@ class Contextualizer:
             prompt = self.template.render(document=doc.text, doc_id=doc.doc_id, source_path=doc.source_path)
         except TemplateError as exc:
             raise ConfigError(f"contextual_chunks.template: {exc.message}") from None
-        out = self.client.chat({
-            "messages": [{"role": "user", "content": prompt}], "modelId": self.settings.model,
-            "maxTokens": self.settings.max_tokens, "temperature": 0.0,
-        })
+        out = self.client.chat(
+            {
+                "messages": [{"role": "user", "content": prompt}],
+                "modelId": self.settings.model,
+                "maxTokens": self.settings.max_tokens,
+                "temperature": 0.0,
+            }
+        )
         with self._lock:
             self.calls += 1
             self.input_tokens += out.usage.input_tokens

@@ -143,8 +143,17 @@ class _Batcher:
     big corpora).
     """
 
-    def __init__(self, folder: Path, run_id: str, size: int, max_chars: int, *, concurrency: int = 8,
-                 max_batches: int = 25, on_shard: Callable[[PlannedShard], None] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        run_id: str,
+        size: int,
+        max_chars: int,
+        *,
+        concurrency: int = 8,
+        max_batches: int = 25,
+        on_shard: Callable[[PlannedShard], None] | None = None,
+    ):
         self.folder, self.run_id = folder, run_id
         self.size, self.max_chars = size, max_chars
         self.concurrency, self.max_batches = max(1, concurrency), max_batches
@@ -201,10 +210,7 @@ def _previous_documents(layout: Layout, generation: str) -> dict[str, tuple[str,
     if not path.exists():
         return {}
     t = pq.read_table(path, columns=["doc_id", "content_hash", "chunker", "status", "chunks"])
-    return {
-        d: (h, c, s, n)
-        for d, h, c, s, n in zip(*(t.column(i).to_pylist() for i in range(5)), strict=True)
-    }
+    return {d: (h, c, s, n) for d, h, c, s, n in zip(*(t.column(i).to_pylist() for i in range(5)), strict=True)}
 
 
 class _DocumentPlanner:
@@ -214,17 +220,31 @@ class _DocumentPlanner:
     in this run, so a chunk repeated across documents is sent once.
     """
 
-    def __init__(self, config: CorpusConfig, layout: Layout, plan: Plan, chunker: str, done: Container[str],
-                 dead: Container[str], contextualize: Callable[[Document], str] | None,
-                 on_shard: Callable[[PlannedShard], None] | None):
+    def __init__(
+        self,
+        config: CorpusConfig,
+        layout: Layout,
+        plan: Plan,
+        chunker: str,
+        done: Container[str],
+        dead: Container[str],
+        contextualize: Callable[[Document], str] | None,
+        on_shard: Callable[[PlannedShard], None] | None,
+    ):
         self.config, self.plan, self.chunker = config, plan, chunker
         self.done, self.dead, self.contextualize = done, dead, contextualize
         self.previous = _previous_documents(layout, plan.generation)
         self.live = _RowBuffer(plan.live_tmp, LIVE_SCHEMA)
         self.docs = _RowBuffer(plan.docs_tmp, DOC_SCHEMA, flush_rows=2000)
         # shard files go beside the plan's prefix: the state folder, or the dry run's scratch
-        self.batcher = _Batcher(plan.path.parent, plan.run_id, config.batch_size, config.max_batch_chars,
-                                concurrency=config.concurrency, on_shard=on_shard)
+        self.batcher = _Batcher(
+            plan.path.parent,
+            plan.run_id,
+            config.batch_size,
+            config.max_batch_chars,
+            concurrency=config.concurrency,
+            on_shard=on_shard,
+        )
         plan.batch_chars = self.batcher.batch_chars  # the same list: filled while shards are handed over
         self.pending_keys: set[str] = set()
 
@@ -246,8 +266,11 @@ class _DocumentPlanner:
     def _read_error(self, item: DocumentError) -> None:
         self.plan.stats.documents_failed += 1
         doc_id = item.doc_id or item.source_path
-        self.plan.errors.append(ErrorRecord(self.plan.run_id, "read", item.message, source_path=item.source_path,
-                                            line=item.line, doc_id=doc_id))
+        self.plan.errors.append(
+            ErrorRecord(
+                self.plan.run_id, "read", item.message, source_path=item.source_path, line=item.line, doc_id=doc_id
+            )
+        )
         if doc_id in self.previous:  # keep its last good chunks searchable
             self.plan.carry_doc_ids.add(doc_id)
 
@@ -270,8 +293,16 @@ class _DocumentPlanner:
         except AuthError:
             raise
         except (RequestRejected, TransientError) as exc:
-            self.plan.errors.append(ErrorRecord(self.plan.run_id, "context", str(exc), source_path=item.source_path,
-                                                doc_id=item.doc_id, kind=type(exc).__name__))
+            self.plan.errors.append(
+                ErrorRecord(
+                    self.plan.run_id,
+                    "context",
+                    str(exc),
+                    source_path=item.source_path,
+                    doc_id=item.doc_id,
+                    kind=type(exc).__name__,
+                )
+            )
             if item.doc_id in self.previous:
                 self.plan.carry_doc_ids.add(item.doc_id)
             return False, None
@@ -284,14 +315,24 @@ class _DocumentPlanner:
             n_chunks += 1
             embedded = f"{context}\n\n{c.text}" if context else c.text  # what the vector is of
             key = chunk_key(
-                embedded, model=config.model, dimensions=config.dimensions, normalize=config.normalize,
+                embedded,
+                model=config.model,
+                dimensions=config.dimensions,
+                normalize=config.normalize,
                 chunker=self.chunker,
             )
             cid = chunk_id(item.doc_id, c.position, c.text)
             row = {
-                "chunk_id": cid, "doc_id": item.doc_id, "source_path": item.source_path,
-                "position": c.position, "start_char": c.start, "end_char": c.end, "text": c.text, "key": key,
-                "context": context, "metadata": metadata,
+                "chunk_id": cid,
+                "doc_id": item.doc_id,
+                "source_path": item.source_path,
+                "position": c.position,
+                "start_char": c.start,
+                "end_char": c.end,
+                "text": c.text,
+                "key": key,
+                "context": context,
+                "metadata": metadata,
             }
             self.live.add(row)
             stats.chunks_total += 1
@@ -305,12 +346,18 @@ class _DocumentPlanner:
                 self.pending_keys.add(key)
                 stats.chunks_pending += 1
                 stats.pending_chars += len(embedded)
-                self.batcher.add({**{k: row[k] for k in ("key", "chunk_id", "doc_id", "source_path", "position")},
-                                  "text": embedded})
+                self.batcher.add(
+                    {**{k: row[k] for k in ("key", "chunk_id", "doc_id", "source_path", "position")}, "text": embedded}
+                )
         self.docs.add(
             {
-                "doc_id": item.doc_id, "source_path": item.source_path, "content_hash": item.content_hash,
-                "chunker": self.chunker, "chunks": n_chunks, "status": "pending", "message": None,
+                "doc_id": item.doc_id,
+                "source_path": item.source_path,
+                "content_hash": item.content_hash,
+                "chunker": self.chunker,
+                "chunks": n_chunks,
+                "status": "pending",
+                "message": None,
                 "run_id": self.plan.run_id,
             }
         )

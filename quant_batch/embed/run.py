@@ -74,16 +74,22 @@ class CorpusRun(RunSession):
 
         def plan() -> None:
             own = cfg.contextual_chunks.enabled and client is None
-            ctx_client = (build_client(cfg.api, cfg.rate_limits, pool_size=1) if own else client)
+            ctx_client = build_client(cfg.api, cfg.rate_limits, pool_size=1) if own else client
             try:
                 if cfg.contextual_chunks.enabled:
                     assert ctx_client is not None
                     self.contextualizer = Contextualizer(cfg.contextual_chunks, ctx_client, self.prices)
-                self.plan = plan_corpus(cfg, self.layout, self.summary.run_id, done, dead=dead,
-                                        contextualize=self.contextualizer,
-                                        on_shard=lambda shard: handoff.put(self._task(shard)),
-                                        on_start=lambda plan: setattr(self, "plan", plan),
-                                        stop=lambda: self.budget.halted is not None)
+                self.plan = plan_corpus(
+                    cfg,
+                    self.layout,
+                    self.summary.run_id,
+                    done,
+                    dead=dead,
+                    contextualize=self.contextualizer,
+                    on_shard=lambda shard: handoff.put(self._task(shard)),
+                    on_start=lambda plan: setattr(self, "plan", plan),
+                    stop=lambda: self.budget.halted is not None,
+                )
                 handoff.put(None)
             except BaseException as exc:  # handed to the consuming thread, which raises it
                 handoff.put(exc)
@@ -116,9 +122,15 @@ class CorpusRun(RunSession):
     def _task(self, shard: PlannedShard) -> ShardTask:
         cfg = self.config
         return ShardTask(
-            root=str(self.layout.root), plan_path=str(shard.path), run_id=self.summary.run_id,
-            generation=embedding_generation(cfg.model, cfg.dimensions, cfg.normalize), model=cfg.model,
-            dimensions=cfg.dimensions, normalize=cfg.normalize, first_batch=shard.first, end_batch=shard.end,
+            root=str(self.layout.root),
+            plan_path=str(shard.path),
+            run_id=self.summary.run_id,
+            generation=embedding_generation(cfg.model, cfg.dimensions, cfg.normalize),
+            model=cfg.model,
+            dimensions=cfg.dimensions,
+            normalize=cfg.normalize,
+            first_batch=shard.first,
+            end_batch=shard.end,
             offset=shard.first,
         )
 
@@ -133,7 +145,7 @@ class CorpusRun(RunSession):
         The whole shard's estimated cost is reserved up front; a refused shard counts as skipped.
         """
         assert self.plan is not None
-        chars = sum(self.plan.batch_chars[shard.first_batch:shard.end_batch])
+        chars = sum(self.plan.batch_chars[shard.first_batch : shard.end_batch])
         if self.budget.reserve(self.price_per_token * estimate_tokens(chars)):
             return True
         self._refused_batches += shard.end_batch - shard.first_batch
@@ -198,8 +210,9 @@ class CorpusRun(RunSession):
             "files_skipped": self.scan.skipped() or "none",
         }
         if ctx is not None:
-            s.stats.update(context_calls=ctx.calls, context_input_tokens=ctx.input_tokens,
-                           context_output_tokens=ctx.output_tokens)
+            s.stats.update(
+                context_calls=ctx.calls, context_input_tokens=ctx.input_tokens, context_output_tokens=ctx.output_tokens
+            )
         status, reason, code = self.outcome(failed=failed, skipped=skipped, dead=st.chunks_skipped_dead, unit="batches")
         s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
@@ -217,7 +230,9 @@ class CorpusRun(RunSession):
         plan, cfg = self.plan, self.config
         assert plan is not None
         try:
-            pub = state.publish(self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.carry_doc_ids)
+            pub = state.publish(
+                self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.carry_doc_ids
+            )
         finally:
             for p in (plan.live_tmp, plan.docs_tmp):
                 p.unlink(missing_ok=True)
@@ -246,9 +261,10 @@ def run_corpus(
             if on_progress:  # the total grows while the corpus is still being planned
                 on_progress(done, run.pending_chunks)
 
-        run_in_threads(run, run.stream(replay=replay, client=client),
-                       lambda t: embed_shard(t, client, budget=run.budget, price_per_token=run.price_per_token,
-                                             on_batch=progress),
-                       config.concurrency)
+        run_in_threads(
+            run,
+            run.stream(replay=replay, client=client),
+            lambda t: embed_shard(t, client, budget=run.budget, price_per_token=run.price_per_token, on_batch=progress),
+            config.concurrency,
+        )
         return run.finish()
-

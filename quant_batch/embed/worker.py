@@ -104,8 +104,16 @@ class _ShardRunner:
             message, status, kind = exc_or_msg, None, "QualityGate"
         self.errors.append(
             ErrorRecord(
-                self.task.run_id, stage, message, source_path=row["source_path"], doc_id=row["doc_id"],
-                chunk_id=row["chunk_id"], key=row["key"], status=status, kind=kind, retryable=retryable,
+                self.task.run_id,
+                stage,
+                message,
+                source_path=row["source_path"],
+                doc_id=row["doc_id"],
+                chunk_id=row["chunk_id"],
+                key=row["key"],
+                status=status,
+                kind=kind,
+                retryable=retryable,
             )
         )
         self.result.failed += 1
@@ -117,7 +125,9 @@ class _ShardRunner:
             return []
         self.result.api_calls += 1
         try:
-            res = self.client.embed([r["text"] for r in rows], model=t.model, dimensions=t.dimensions, normalize=t.normalize)
+            res = self.client.embed(
+                [r["text"] for r in rows], model=t.model, dimensions=t.dimensions, normalize=t.normalize
+            )
         except RUN_STOPPERS as exc:
             # not the rows' fault: no error records, they are sent again by the next run
             self.result.halted = stop_reason(exc)
@@ -174,8 +184,14 @@ class _ShardRunner:
         )
         path = self.layout.vector_parts(t.generation) / f"{t.run_id}-{batch_no:06d}.parquet"
         write_parquet_atomic(
-            table, path,
-            {"model": t.model, "dimensions": str(t.dimensions), "normalize": str(t.normalize).lower(), "run_id": t.run_id},
+            table,
+            path,
+            {
+                "model": t.model,
+                "dimensions": str(t.dimensions),
+                "normalize": str(t.normalize).lower(),
+                "run_id": t.run_id,
+            },
             dictionary=("model", "run_id"),
         )
         self.result.parts.append(str(path))
@@ -207,8 +223,6 @@ def embed_shard(
         runner.run_batch(rows, b)
         if on_batch:
             on_batch(len(rows))
-    error_path = write_errors(
-        runner.layout.error_parts, f"{task.run_id}-embed-{task.first_batch:06d}", runner.errors
-    )
+    error_path = write_errors(runner.layout.error_parts, f"{task.run_id}-embed-{task.first_batch:06d}", runner.errors)
     runner.result.error_part = str(error_path) if error_path else None
     return runner.result

@@ -10,18 +10,25 @@ from quant_batch.emulator.server import run_from_cli
 
 def _markers() -> str:
     """The content markers, from FaultConfig itself so the help never drifts from the code."""
-    lines = [f"  {f.default:<20} {f.description}" for name, f in FaultConfig.model_fields.items()
-             if name.endswith("_marker")]
+    lines = [
+        f"  {f.default:<20} {f.description}" for name, f in FaultConfig.model_fields.items() if name.endswith("_marker")
+    ]
     return "content markers (put one in a text or prompt; rename them with --faults-json):\n" + "\n".join(lines)
 
 
 def _parser(prog: str = "python -m quant_batch.emulator") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Serve the emulated QuantCDN AI Inference API in the "
-                                "foreground, with simulated latency and faults (all off by default).",
-                                epilog=_markers(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve the emulated QuantCDN AI Inference API in the "
+        "foreground, with simulated latency and faults (all off by default).",
+        epilog=_markers(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
-    p.add_argument("--token", default=None, help="only accepted bearer token (default: $QUANT_EMULATOR_TOKEN, else any)")
+    p.add_argument(
+        "--token", default=None, help="only accepted bearer token (default: $QUANT_EMULATOR_TOKEN, else any)"
+    )
     p.add_argument("--latency-embeddings", type=float, default=0.0, help="seconds added to each embeddings call")
     p.add_argument("--latency-images", type=float, default=0.0, help="seconds added to each image call")
     p.add_argument("--latency-chat", type=float, default=0.0, help="seconds added to each chat call")

@@ -94,11 +94,13 @@ def _auth_error(request: Request, token: str | None) -> Response | None:
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
-        return error_response(401, "UnauthorizedException",
-                              "Missing or malformed Authorization header; send 'Authorization: Bearer <token>'.")
+        return error_response(
+            401,
+            "UnauthorizedException",
+            "Missing or malformed Authorization header; send 'Authorization: Bearer <token>'.",
+        )
     if token is not None and not hmac.compare_digest(given.encode(), token.encode()):
-        return error_response(403, "AccessDeniedException",
-                              "The API token was not accepted for this organisation.")
+        return error_response(403, "AccessDeniedException", "The API token was not accepted for this organisation.")
     return None
 
 
@@ -107,10 +109,12 @@ def _fault_response(fault: str, retry_after: float | None, send_retry_after: boo
         headers = {"Retry-After": str(max(1, int((retry_after or 0) + 0.999)))} if send_retry_after else {}
         return error_response(429, "ThrottlingException", THROTTLED, headers)
     if fault == "error_500":
-        return error_response(500, "InternalServerException",
-                              "The server encountered an internal error while processing the request.")
-    return error_response(503, "ServiceUnavailableException",
-                          "The service is temporarily unavailable. Please try again later.")
+        return error_response(
+            500, "InternalServerException", "The server encountered an internal error while processing the request."
+        )
+    return error_response(
+        503, "ServiceUnavailableException", "The service is temporarily unavailable. Please try again later."
+    )
 
 
 async def _serve(request: Request, endpoint: str, handler: Handler) -> Response:
@@ -119,23 +123,33 @@ async def _serve(request: Request, endpoint: str, handler: Handler) -> Response:
     request_id = str(uuid.uuid4())
     outcome = await _outcome(request, endpoint, handler, state)
     outcome.response.headers["x-amzn-RequestId"] = request_id
-    state.stats.record(endpoint, outcome.status, arrived, fault=outcome.fault,
-                       texts=outcome.texts, images=outcome.images)
+    state.stats.record(
+        endpoint, outcome.status, arrived, fault=outcome.fault, texts=outcome.texts, images=outcome.images
+    )
     return outcome.response
 
 
 async def _outcome(request: Request, endpoint: str, handler: Handler, state: EmulatorState) -> Outcome:
     body, size = await _read_body(request)
     if body is None:
-        return Outcome(error_response(413, "PayloadTooLargeException",
-                                      f"Request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes (25 MB)."), 413)
+        return Outcome(
+            error_response(
+                413,
+                "PayloadTooLargeException",
+                f"Request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes (25 MB).",
+            ),
+            413,
+        )
     denied = _auth_error(request, state.token)
     if denied is not None:
         return Outcome(denied, denied.status_code)
     decision = state.injector.decide(endpoint)
     if decision.fault == "rate_limited":
-        return Outcome(_fault_response("rate_limited", decision.retry_after, state.injector.config.retry_after),
-                       429, fault="rate_limited")
+        return Outcome(
+            _fault_response("rate_limited", decision.retry_after, state.injector.config.retry_after),
+            429,
+            fault="rate_limited",
+        )
     delay = state.injector.delay(endpoint)
     if decision.fault == "hang":
         delay += state.injector.config.hang_seconds
@@ -216,8 +230,12 @@ def create_app(*, token: str | None = None, faults: FaultConfig | None = None) -
     app = FastAPI(title="QuantCDN AI Inference emulator", docs_url=None, redoc_url=None, openapi_url=None)
     state = EmulatorState(token=token, injector=FaultInjector(faults))
     app.state.emulator = state
-    routes: dict[str, Handler] = {"embeddings": embeddings.handle, "image-generation": images.handle,
-                                  "chat": chat.handle, "chat/stream": chat.handle_stream}
+    routes: dict[str, Handler] = {
+        "embeddings": embeddings.handle,
+        "image-generation": images.handle,
+        "chat": chat.handle,
+        "chat/stream": chat.handle_stream,
+    }
     for path, handler in routes.items():
         endpoint = path.replace("/", "-")
         app.add_api_route(f"{API_PREFIX}/{path}", _route(endpoint, handler), methods=["POST"], name=endpoint)

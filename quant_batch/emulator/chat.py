@@ -31,8 +31,11 @@ from quant_batch.emulator.responses import EmulatorState, Outcome, invalid, json
 
 TOKENS_PER_ATTACHMENT = 300  # rough input-token charge for an image/video/document block
 CHAT_ROLES = ("user", "assistant", "system")
-BLOCK_FORMATS = {"image": ("png", "jpeg", "gif", "webp"), "video": ("mp4", "mov", "mkv", "webm"),
-                 "document": ("pdf", "csv", "docx", "xlsx")}
+BLOCK_FORMATS = {
+    "image": ("png", "jpeg", "gif", "webp"),
+    "video": ("mp4", "mov", "mkv", "webm"),
+    "document": ("pdf", "csv", "docx", "xlsx"),
+}
 
 
 def _is_base64(value: Any) -> bool:
@@ -97,11 +100,14 @@ def _chat_problems(data: Any) -> list[str]:
     out += _number_problem(data, "temperature", 0, 2) + _number_problem(data, "topP", 0, 1)
     out += _number_problem(data, "maxTokens", 1, 8192, integer=True)
     stops = data.get("stopSequences")
-    if stops is not None and not (isinstance(stops, list) and len(stops) <= 4 and all(isinstance(s, str) for s in stops)):
+    if stops is not None and not (
+        isinstance(stops, list) and len(stops) <= 4 and all(isinstance(s, str) for s in stops)
+    ):
         out.append("stopSequences: must be a list of at most 4 strings")
     fmt = data.get("responseFormat")
-    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type", "json") == "json"
-                                and isinstance(fmt.get("jsonSchema", {}), dict)):
+    if fmt is not None and not (
+        isinstance(fmt, dict) and fmt.get("type", "json") == "json" and isinstance(fmt.get("jsonSchema", {}), dict)
+    ):
         out.append('responseFormat: must be {"type": "json", "jsonSchema": {...}}')
     return out
 
@@ -154,8 +160,11 @@ def _chat_result(data: dict, fault: str | None) -> ChatResult:
 
 
 def _usage(result: ChatResult) -> dict:
-    return {"inputTokens": result.input_tokens, "outputTokens": result.output_tokens,
-            "totalTokens": result.input_tokens + result.output_tokens}
+    return {
+        "inputTokens": result.input_tokens,
+        "outputTokens": result.output_tokens,
+        "totalTokens": result.input_tokens + result.output_tokens,
+    }
 
 
 def _validated_chat(data: Any, state: EmulatorState) -> ChatResult:
@@ -167,8 +176,13 @@ def _validated_chat(data: Any, state: EmulatorState) -> ChatResult:
 
 async def handle(data: Any, state: EmulatorState) -> Outcome:
     result = await run_in_threadpool(_validated_chat, data, state)
-    body = {"response": {"role": "assistant", "content": result.content}, "model": data["modelId"],
-            "requestId": str(uuid.uuid4()), "finishReason": result.finish_reason, "usage": _usage(result)}
+    body = {
+        "response": {"role": "assistant", "content": result.content},
+        "model": data["modelId"],
+        "requestId": str(uuid.uuid4()),
+        "finishReason": result.finish_reason,
+        "usage": _usage(result),
+    }
     return Outcome(json_response(body), 200, fault=result.fault)
 
 
@@ -178,10 +192,14 @@ def _sse(obj: Any) -> bytes:
 
 def _stream_events(result: ChatResult, model: str) -> list[bytes]:
     words = result.content.split(" ")
-    pieces = [" ".join(words[i:i + 4]) + (" " if i + 4 < len(words) else "") for i in range(0, len(words), 4)]
+    pieces = [" ".join(words[i : i + 4]) + (" " if i + 4 < len(words) else "") for i in range(0, len(words), 4)]
     events = [_sse({"delta": p}) for p in pieces if p]
-    final = {"finishReason": result.finish_reason, "model": model, "requestId": str(uuid.uuid4()),
-             "usage": _usage(result)}
+    final = {
+        "finishReason": result.finish_reason,
+        "model": model,
+        "requestId": str(uuid.uuid4()),
+        "usage": _usage(result),
+    }
     return events + [_sse(final), _sse(b"[DONE]")]
 
 

@@ -60,8 +60,10 @@ def _check_text(index: int, text: str, poison: str) -> int:
         raise malformed(index, f"expected maxLength: {MAX_CHARS}, actual: {len(text)}")
     tokens = synth.estimate_tokens(text)
     if tokens > MAX_TOKENS:
-        raise invalid(f"input[{index}]: Too many input tokens. Max input tokens: {MAX_TOKENS}, "
-                       f"request input token count: {tokens}")
+        raise invalid(
+            f"input[{index}]: Too many input tokens. Max input tokens: {MAX_TOKENS}, "
+            f"request input token count: {tokens}"
+        )
     if poison and poison in text:
         raise malformed(index, "the model could not process this text")
     return tokens
@@ -76,8 +78,12 @@ def _embed_body(data: Any, cfg: FaultConfig) -> tuple[bytes, int]:
     vectors = synth.embed_batch(texts, dims, normalize)
     bad = [i for i, t in enumerate(texts) if cfg.bad_vector_marker and cfg.bad_vector_marker in t]
     vectors[bad] = float("nan")
-    payload: dict[str, Any] = {"embeddings": vectors[0] if isinstance(data["input"], str) else vectors,
-               "model": model, "dimension": dims, "usage": {"inputTokens": tokens, "totalTokens": tokens}}
+    payload: dict[str, Any] = {
+        "embeddings": vectors[0] if isinstance(data["input"], str) else vectors,
+        "model": model,
+        "dimension": dims,
+        "usage": {"inputTokens": tokens, "totalTokens": tokens},
+    }
     if bad:
         # JSON has no NaN; like Python's json module we write the bare NaN token
         payload["embeddings"] = payload["embeddings"].tolist()

@@ -132,9 +132,13 @@ class FaultInjector:
                     return Decision("rate_limited", retry_after=wait)
             draw = self._rng.random()
         edge = 0.0
-        for name, rate in (("throttle", cfg.throttle_rate), ("error_500", cfg.error_500_rate),
-                           ("error_503", cfg.error_503_rate), ("drop", cfg.drop_rate),
-                           ("hang", cfg.hang_rate)):
+        for name, rate in (
+            ("throttle", cfg.throttle_rate),
+            ("error_500", cfg.error_500_rate),
+            ("error_503", cfg.error_503_rate),
+            ("drop", cfg.drop_rate),
+            ("hang", cfg.hang_rate),
+        ):
             edge += rate
             if draw < edge:
                 return Decision(name, retry_after=1.0 if name == "throttle" else None)
@@ -175,8 +179,9 @@ class Stats:
             self.faults: dict[str, int] = {}
             self.events: deque[dict] = deque(maxlen=MAX_EVENTS)
 
-    def record(self, endpoint: str, status: int, t: float, *, fault: str | None = None,
-               texts: int = 0, images: int = 0) -> None:
+    def record(
+        self, endpoint: str, status: int, t: float, *, fault: str | None = None, texts: int = 0, images: int = 0
+    ) -> None:
         """Count one finished request; ``t`` is its arrival time (unix seconds)."""
         key = str(status)
         with self._lock:

@@ -17,8 +17,9 @@ from quant_batch.emulator.responses import EmulatorState, Outcome, invalid, json
 from quant_batch.render import rules
 
 DEFAULT_SEED = 12  # Nova Canvas's documented default
-BLOCKED_PROMPT = ("This request has been blocked by our content filters. "
-                  "Please adjust your text prompt to submit a new request.")
+BLOCKED_PROMPT = (
+    "This request has been blocked by our content filters. Please adjust your text prompt to submit a new request."
+)
 SOME_BLOCKED = "Some of the generated images have been blocked by our content filters."
 ALL_BLOCKED = "All of the generated images have been blocked by our content filters."
 
@@ -30,8 +31,12 @@ def _render(data: dict, keep: int) -> dict:
     seed = config.get("seed", DEFAULT_SEED)
     key = json.dumps(data.get(rules.PARAMS_KEY[task]), sort_keys=True)[:4096]
     alpha = task == "BACKGROUND_REMOVAL"
-    images = [base64.b64encode(synth.png_bytes(synth.synth_image(width, height, task, key, seed, i, alpha=alpha)))
-              .decode("ascii") for i in range(keep)]
+    images = [
+        base64.b64encode(synth.png_bytes(synth.synth_image(width, height, task, key, seed, i, alpha=alpha))).decode(
+            "ascii"
+        )
+        for i in range(keep)
+    ]
     result: dict = {"images": images}
     if task == "VIRTUAL_TRY_ON":
         mask = synth.synth_image(width, height, "mask", key, seed).convert("L")

@@ -34,8 +34,17 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, http="h11",
-                          lifespan="off", timeout_graceful_shutdown=1, timeout_keep_alive=30)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http="h11",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=30,
+    )
 
 
 def _free_port(host: str) -> int:
@@ -47,8 +56,15 @@ def _free_port(host: str) -> int:
 class EmulatorServer:
     """The emulator listening on ``base_url`` until ``stop()`` (or the end of a ``with``)."""
 
-    def __init__(self, *, token: str | None = None, faults: FaultConfig | None = None,
-                 host: str = "127.0.0.1", port: int = 0, mode: Literal["thread", "process"] = "thread"):
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        faults: FaultConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: Literal["thread", "process"] = "thread",
+    ):
         if mode not in ("thread", "process"):
             raise ValueError(f"mode must be 'thread' or 'process', not {mode!r}")
         self.token, self.faults, self.host, self.port, self.mode = token, faults, host, port, mode
@@ -79,8 +95,9 @@ class EmulatorServer:
         self.base_url = f"http://{self.host}:{self.port}"
         app = create_app(token=self.token, faults=self.faults)
         self._server = uvicorn.Server(_uvicorn_config(app, self.host, self.port))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"emulator-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"emulator-{self.port}", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + _START_TIMEOUT
         while not self._server.started:
@@ -129,8 +146,9 @@ class EmulatorServer:
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with _OPENER.open(req, timeout=10) as resp:
                 return json.loads(resp.read())
@@ -153,20 +171,35 @@ class EmulatorServer:
         return self._call("GET", "/_emulator/stats")
 
 
-def serve(host: str = "127.0.0.1", port: int = 8787, token: str | None = None,
-          faults: FaultConfig | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8787, token: str | None = None, faults: FaultConfig | None = None
+) -> None:
     """Serve in the foreground until interrupted (``quant-batch emulator``)."""
     app = create_app(token=token, faults=faults)
     print(f"quant-batch emulator listening on http://{host}:{port}", file=sys.stderr, flush=True)
     uvicorn.Server(_uvicorn_config(app, host, port)).run()
 
 
-def run_from_cli(*, host: str = "127.0.0.1", port: int = 8787, token: str | None = None,
-                 latency_embeddings: float = 0.0, latency_images: float = 0.0, latency_chat: float = 0.0,
-                 jitter: float = 0.0, rate_limit_rps: float | None = None, retry_after: bool = True,
-                 throttle_rate: float = 0.0, error_rate: float = 0.0, error_503_rate: float = 0.0,
-                 drop_rate: float = 0.0, hang_rate: float = 0.0, hang_seconds: float = 30.0,
-                 seed: int | None = None, faults_json: str | None = None) -> None:
+def run_from_cli(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    token: str | None = None,
+    latency_embeddings: float = 0.0,
+    latency_images: float = 0.0,
+    latency_chat: float = 0.0,
+    jitter: float = 0.0,
+    rate_limit_rps: float | None = None,
+    retry_after: bool = True,
+    throttle_rate: float = 0.0,
+    error_rate: float = 0.0,
+    error_503_rate: float = 0.0,
+    drop_rate: float = 0.0,
+    hang_rate: float = 0.0,
+    hang_seconds: float = 30.0,
+    seed: int | None = None,
+    faults_json: str | None = None,
+) -> None:
     """Build a FaultConfig from CLI options and serve (blocking).
 
     ``error_rate`` is the share of 500 answers; ``faults_json`` (a FaultConfig as JSON) is applied
@@ -174,13 +207,27 @@ def run_from_cli(*, host: str = "127.0.0.1", port: int = 8787, token: str | None
     The token falls back to the ``QUANT_EMULATOR_TOKEN`` environment variable.
     """
     fields: dict[str, Any] = json.loads(faults_json) if faults_json else {}
-    latency = {k: v for k, v in (("embeddings", latency_embeddings), ("image-generation", latency_images),
-                                 ("chat", latency_chat), ("chat-stream", latency_chat)) if v}
+    latency = {
+        k: v
+        for k, v in (
+            ("embeddings", latency_embeddings),
+            ("image-generation", latency_images),
+            ("chat", latency_chat),
+            ("chat-stream", latency_chat),
+        )
+        if v
+    }
     if latency:
         fields["latency"] = {**fields.get("latency", {}), **latency}
-    options = {"jitter": jitter, "rate_limit_rps": rate_limit_rps, "throttle_rate": throttle_rate,
-               "error_500_rate": error_rate, "error_503_rate": error_503_rate, "drop_rate": drop_rate,
-               "hang_rate": hang_rate}
+    options = {
+        "jitter": jitter,
+        "rate_limit_rps": rate_limit_rps,
+        "throttle_rate": throttle_rate,
+        "error_500_rate": error_rate,
+        "error_503_rate": error_503_rate,
+        "drop_rate": drop_rate,
+        "hang_rate": hang_rate,
+    }
     fields.update({k: v for k, v in options.items() if v})
     if seed is not None:
         fields["seed"] = seed

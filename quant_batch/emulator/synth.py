@@ -169,7 +169,7 @@ def chat_answer(prompt: str, media: int = 0, max_words: int = 48) -> str:
 
 
 def _schema_string(schema: dict, words: list[str], depth: int) -> str:
-    text = " ".join(words[depth:depth + 3]) or "value"
+    text = " ".join(words[depth : depth + 3]) or "value"
     lo, hi = schema.get("minLength", 0), schema.get("maxLength")
     text = text.ljust(lo, "x")
     return text[:hi] if hi is not None else text

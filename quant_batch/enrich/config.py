@@ -14,10 +14,26 @@ from quant_batch.config_files import _Strict, parse_config, read_yaml
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # columns every enrichment table has; a schema property may not reuse these names
-RESERVED_COLUMNS = frozenset({
-    "key", "template_hash", "unit_key", "text", "raw", "truncated", "repaired", "finish_reason",
-    "input_tokens", "output_tokens", "cost_usd", "attempts", "request_id", "model", "run_id", "created_at",
-})
+RESERVED_COLUMNS = frozenset(
+    {
+        "key",
+        "template_hash",
+        "unit_key",
+        "text",
+        "raw",
+        "truncated",
+        "repaired",
+        "finish_reason",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "attempts",
+        "request_id",
+        "model",
+        "run_id",
+        "created_at",
+    }
+)
 
 
 class SqlSource(_Strict):
@@ -39,10 +55,12 @@ class EnrichConfig(_Strict):
         description="Rows to enrich: documents, chunks (live chunks), images (rendered images) or {sql, key_column}."
     )
     template: str = Field(
-        min_length=1, description="Jinja2 template (sandboxed) of the user message; the row's columns are its variables."
+        min_length=1,
+        description="Jinja2 template (sandboxed) of the user message; the row's columns are its variables.",
     )
     name: str | None = Field(
-        default=None, pattern=TABLE_NAME.pattern,
+        default=None,
+        pattern=TABLE_NAME.pattern,
         description="Short name of this enrichment; the table is enrich_<name> (default: the source kind).",
     )
     out: str | None = Field(
@@ -50,7 +68,9 @@ class EnrichConfig(_Strict):
     )
     system_prompt: str | None = Field(default=None, description="System prompt sent with every row; null sends none.")
     model: str = Field(default="amazon.nova-lite-v1:0", description="Chat model id.")
-    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature, 0-2; 0 is the most repeatable.")
+    temperature: float = Field(
+        default=0.0, ge=0, le=2, description="Sampling temperature, 0-2; 0 is the most repeatable."
+    )
     max_tokens: int = Field(
         default=512, ge=1, le=8192, description="Output tokens per answer, 1-8192; a longer answer is truncated."
     )

@@ -28,9 +28,18 @@ _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF
 
 def template_hash(cfg: EnrichConfig) -> str:
     """Hash of every setting that changes the answer of every row."""
-    return sha256_hex(canonical_json([
-        cfg.template, cfg.system_prompt, cfg.model, cfg.temperature, cfg.max_tokens, cfg.json_schema,
-    ]))[:16]
+    return sha256_hex(
+        canonical_json(
+            [
+                cfg.template,
+                cfg.system_prompt,
+                cfg.model,
+                cfg.temperature,
+                cfg.max_tokens,
+                cfg.json_schema,
+            ]
+        )
+    )[:16]
 
 
 def unit_key(template_hash: str, key: str, prompt: str, image_sha: str | None) -> str:
@@ -57,10 +66,14 @@ def chat_request(base: dict[str, Any], text: str, image: bytes | None = None) ->
 
 def repair_request(request: dict[str, Any], answer: str, problem: str) -> dict[str, Any]:
     """The same request with the invalid answer and what is wrong with it appended."""
-    follow_up = (f"Your answer is not valid: {problem}. Reply again with only a JSON document "
-                 "that validates against the schema.")
-    messages = [*request["messages"], {"role": "assistant", "content": answer or "(empty answer)"},
-                {"role": "user", "content": follow_up}]
+    follow_up = (
+        f"Your answer is not valid: {problem}. Reply again with only a JSON document that validates against the schema."
+    )
+    messages = [
+        *request["messages"],
+        {"role": "assistant", "content": answer or "(empty answer)"},
+        {"role": "user", "content": follow_up},
+    ]
     return {**request, "messages": messages}
 
 
@@ -94,8 +107,11 @@ class Prompt:
 
     def base_request(self) -> dict[str, Any]:
         """Everything of a ``ChatInferenceRequest`` but its messages (plain data for workers)."""
-        req: dict[str, Any] = {"modelId": self.cfg.model, "maxTokens": self.cfg.max_tokens,
-                               "temperature": self.cfg.temperature}
+        req: dict[str, Any] = {
+            "modelId": self.cfg.model,
+            "maxTokens": self.cfg.max_tokens,
+            "temperature": self.cfg.temperature,
+        }
         if self.cfg.system_prompt:
             req["systemPrompt"] = self.cfg.system_prompt
         if self.cfg.json_schema is not None:

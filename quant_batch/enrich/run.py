@@ -44,8 +44,15 @@ class EnrichRun(RunSession):
     @property
     def context(self) -> EnrichContext:
         cfg = self.config
-        return EnrichContext(str(self.layout.root), self.summary.run_id, cfg.table, self.prompt.hash,
-                             self.prompt.base_request(), cfg.json_schema, cfg.model)
+        return EnrichContext(
+            str(self.layout.root),
+            self.summary.run_id,
+            cfg.table,
+            self.prompt.hash,
+            self.prompt.base_request(),
+            cfg.json_schema,
+            cfg.model,
+        )
 
     def make_plan(self, *, replay: bool | str = False) -> list[EnrichItem]:
         """Render every source row; keep those without a full answer (and not dead, unless replay)."""
@@ -54,8 +61,15 @@ class EnrichRun(RunSession):
         self.summary.save(self.layout.runs)
         done, truncated = self.catalog.done_enrich_keys(self.config.table)
         dead = self.catalog.dead_letter_keys(("enrich",), replay=replay, source_path=self.config.table) - done
-        self.plan = plan_enrich(self.catalog.con, self.config, self.prompt, self.summary.run_id,
-                                done=done, dead=dead, truncated=set() if replay is True else truncated)
+        self.plan = plan_enrich(
+            self.catalog.con,
+            self.config,
+            self.prompt,
+            self.summary.run_id,
+            done=done,
+            dead=dead,
+            truncated=set() if replay is True else truncated,
+        )
         return self.plan.items
 
     def shards(self) -> list[list[EnrichItem]]:
@@ -99,8 +113,9 @@ class EnrichRun(RunSession):
             "attempts": tot.attempts,
             "throttled": tot.throttled,
         }
-        status, reason, code = self.outcome(failed=s.errors + tot.truncated, skipped=tot.skipped_cap,
-                                            dead=plan.skipped_failed, unit="rows")
+        status, reason, code = self.outcome(
+            failed=s.errors + tot.truncated, skipped=tot.skipped_cap, dead=plan.skipped_failed, unit="rows"
+        )
         if status == "errors" and tot.truncated:
             parts = [f"{s.errors} rows failed (see errors)"] if s.errors else []
             reason = "; ".join([*parts, f"{tot.truncated} answers truncated at max_tokens (truncated = true)"])
@@ -110,13 +125,23 @@ class EnrichRun(RunSession):
         return s
 
 
-def enrich_table(config: EnrichConfig, client: QuantClient, *, replay: bool | str = False,
-                 on_row: Callable[[], None] | None = None, lock_wait: float = 0.0) -> RunSummary:
+def enrich_table(
+    config: EnrichConfig,
+    client: QuantClient,
+    *,
+    replay: bool | str = False,
+    on_row: Callable[[], None] | None = None,
+    lock_wait: float = 0.0,
+) -> RunSummary:
     """Run a whole enrichment in this process with a thread pool (no Prefect)."""
     with EnrichRun(config, lock_wait=lock_wait) as run:
         run.make_plan(replay=replay)
-        run_in_threads(run, run.shards(),
-                       lambda shard: enrich_items(shard, client, run.context, budget=run.budget,
-                                                  prices=run.prices, on_item=on_row),
-                       config.concurrency)
+        run_in_threads(
+            run,
+            run.shards(),
+            lambda shard: enrich_items(
+                shard, client, run.context, budget=run.budget, prices=run.prices, on_item=on_row
+            ),
+            config.concurrency,
+        )
         return run.finish()

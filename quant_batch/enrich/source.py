@@ -74,7 +74,9 @@ def _check_select(sql: str) -> None:
         raise ConfigError("source.sql: must be exactly one SELECT statement (the catalog is read, never changed)")
 
 
-def iter_source(con: duckdb.DuckDBPyConnection, cfg: EnrichConfig, batch: int = 500) -> tuple[list[str], Iterator[tuple[Any, dict]]]:
+def iter_source(
+    con: duckdb.DuckDBPyConnection, cfg: EnrichConfig, batch: int = 500
+) -> tuple[list[str], Iterator[tuple[Any, dict]]]:
     """Columns of the source, and its rows as ``(key, columns)``."""
     sql, key_expr = source_query(cfg)
     cur = con.cursor()
@@ -112,14 +114,24 @@ def read_image(root: Path, value: Any) -> bytes:
         raise InputError(f"image {value!r} cannot be read: {exc.strerror}") from None
 
 
-def plan_enrich(con: duckdb.DuckDBPyConnection, cfg: EnrichConfig, prompt: Prompt, run_id: str, *,
-                done: set[str], dead: set[str], truncated: set[str]) -> EnrichPlan:
+def plan_enrich(
+    con: duckdb.DuckDBPyConnection,
+    cfg: EnrichConfig,
+    prompt: Prompt,
+    run_id: str,
+    *,
+    done: set[str],
+    dead: set[str],
+    truncated: set[str],
+) -> EnrichPlan:
     """Render every source row and keep those whose unit key the ledger has not seen."""
     columns, rows = iter_source(con, cfg)
     prompt.check_columns(columns, cfg.source_kind)
     image_col = cfg.image_field
     if image_col and image_col not in columns:
-        raise ConfigError(f"image_column: {image_col!r} is not a column of the {cfg.source_kind} source ({', '.join(columns)})")
+        raise ConfigError(
+            f"image_column: {image_col!r} is not a column of the {cfg.source_kind} source ({', '.join(columns)})"
+        )
     plan, seen = EnrichPlan(), set[str]()
     for key, row in rows:
         plan.rows += 1
@@ -138,8 +150,16 @@ def plan_enrich(con: duckdb.DuckDBPyConnection, cfg: EnrichConfig, prompt: Promp
     return plan
 
 
-def _item(cfg: EnrichConfig, prompt: Prompt, key: Any, row: dict, image_col: str | None, seen: set[str],
-          plan: EnrichPlan, run_id: str) -> EnrichItem | None:
+def _item(
+    cfg: EnrichConfig,
+    prompt: Prompt,
+    key: Any,
+    row: dict,
+    image_col: str | None,
+    seen: set[str],
+    plan: EnrichPlan,
+    run_id: str,
+) -> EnrichItem | None:
     def fail(message: str, kind: str) -> None:
         plan.errors.append(ErrorRecord(run_id, "enrich", message, source_path=cfg.table, doc_id=key, kind=kind))
 
@@ -177,5 +197,12 @@ def _item(cfg: EnrichConfig, prompt: Prompt, key: Any, row: dict, image_col: str
             path = str((cfg.catalog / value).resolve())
         else:
             data = image
-    return EnrichItem(key, unit_key(prompt.hash, key, text, sha), text,
-                      prompt.estimate_input_tokens(text, sha is not None), path, data, sha)
+    return EnrichItem(
+        key,
+        unit_key(prompt.hash, key, text, sha),
+        text,
+        prompt.estimate_input_tokens(text, sha is not None),
+        path,
+        data,
+        sha,
+    )

@@ -31,15 +31,30 @@ from quant_batch.store.layout import Layout
 from quant_batch.store.records import ErrorRecord, write_errors
 
 ROWS_PER_PART = 25  # a crash loses at most this many answers per worker
-_TYPES = {"string": (pa.string(), "VARCHAR"), "integer": (pa.int64(), "BIGINT"),
-          "number": (pa.float64(), "DOUBLE"), "boolean": (pa.bool_(), "BOOLEAN")}
+_TYPES = {
+    "string": (pa.string(), "VARCHAR"),
+    "integer": (pa.int64(), "BIGINT"),
+    "number": (pa.float64(), "DOUBLE"),
+    "boolean": (pa.bool_(), "BOOLEAN"),
+}
 _JSON = (pa.string(), "JSON")
-HEAD = [("key", pa.string(), "VARCHAR"), ("template_hash", pa.string(), "VARCHAR"), ("unit_key", pa.string(), "VARCHAR")]
+HEAD = [
+    ("key", pa.string(), "VARCHAR"),
+    ("template_hash", pa.string(), "VARCHAR"),
+    ("unit_key", pa.string(), "VARCHAR"),
+]
 TAIL = [
-    ("truncated", pa.bool_(), "BOOLEAN"), ("repaired", pa.bool_(), "BOOLEAN"), ("finish_reason", pa.string(), "VARCHAR"),
-    ("input_tokens", pa.int64(), "BIGINT"), ("output_tokens", pa.int64(), "BIGINT"), ("cost_usd", pa.float64(), "DOUBLE"),
-    ("attempts", pa.int64(), "BIGINT"), ("request_id", pa.string(), "VARCHAR"), ("model", pa.string(), "VARCHAR"),
-    ("run_id", pa.string(), "VARCHAR"), ("created_at", pa.float64(), "DOUBLE"),
+    ("truncated", pa.bool_(), "BOOLEAN"),
+    ("repaired", pa.bool_(), "BOOLEAN"),
+    ("finish_reason", pa.string(), "VARCHAR"),
+    ("input_tokens", pa.int64(), "BIGINT"),
+    ("output_tokens", pa.int64(), "BIGINT"),
+    ("cost_usd", pa.float64(), "DOUBLE"),
+    ("attempts", pa.int64(), "BIGINT"),
+    ("request_id", pa.string(), "VARCHAR"),
+    ("model", pa.string(), "VARCHAR"),
+    ("run_id", pa.string(), "VARCHAR"),
+    ("created_at", pa.float64(), "DOUBLE"),
 ]
 
 
@@ -147,12 +162,23 @@ class _Shard:
         finally:
             self.budget.settle(est, actual)
 
-    def fail(self, item: EnrichItem, message: str, kind: str, *, status: int | None = None,
-             retryable: bool = False) -> None:
+    def fail(
+        self, item: EnrichItem, message: str, kind: str, *, status: int | None = None, retryable: bool = False
+    ) -> None:
         self.res.failed += 1
-        self.errors.append(ErrorRecord(self.ctx.run_id, "enrich", message, source_path=self.ctx.table,
-                                       doc_id=item.key, key=item.unit_key, status=status, kind=kind,
-                                       retryable=retryable))
+        self.errors.append(
+            ErrorRecord(
+                self.ctx.run_id,
+                "enrich",
+                message,
+                source_path=self.ctx.table,
+                doc_id=item.key,
+                key=item.unit_key,
+                status=status,
+                kind=kind,
+                retryable=retryable,
+            )
+        )
 
     def run(self, item: EnrichItem) -> None:
         try:
@@ -160,8 +186,13 @@ class _Shard:
         except RUN_STOPPERS as exc:  # not the row's fault: it stays pending for the next run
             self.budget.halt(stop_reason(exc))
         except (RequestRejected, TransientError) as exc:
-            self.fail(item, getattr(exc, "server_message", None) or str(exc), type(exc).__name__,
-                      status=exc.status, retryable=isinstance(exc, TransientError))
+            self.fail(
+                item,
+                getattr(exc, "server_message", None) or str(exc),
+                type(exc).__name__,
+                status=exc.status,
+                retryable=isinstance(exc, TransientError),
+            )
         except InputError as exc:
             self.fail(item, str(exc), "InputError")
         if len(self.rows) >= ROWS_PER_PART:
@@ -212,12 +243,23 @@ class _Shard:
         truncated = last.finish_reason == "length"
         ins = sum(c.usage.input_tokens for c in calls)
         outs = sum(c.usage.output_tokens for c in calls)
-        row = {"key": item.key, "template_hash": self.ctx.template_hash, "unit_key": item.unit_key,
-               **self._answer(answer, value),
-               "truncated": truncated, "repaired": len(calls) > 1, "finish_reason": last.finish_reason,
-               "input_tokens": ins, "output_tokens": outs, "cost_usd": self.price(ins, outs),
-               "attempts": sum(c.info.attempts for c in calls), "request_id": last.request_id,
-               "model": last.model or self.ctx.model, "run_id": self.ctx.run_id, "created_at": time.time()}
+        row = {
+            "key": item.key,
+            "template_hash": self.ctx.template_hash,
+            "unit_key": item.unit_key,
+            **self._answer(answer, value),
+            "truncated": truncated,
+            "repaired": len(calls) > 1,
+            "finish_reason": last.finish_reason,
+            "input_tokens": ins,
+            "output_tokens": outs,
+            "cost_usd": self.price(ins, outs),
+            "attempts": sum(c.info.attempts for c in calls),
+            "request_id": last.request_id,
+            "model": last.model or self.ctx.model,
+            "run_id": self.ctx.run_id,
+            "created_at": time.time(),
+        }
         self.rows.append(row)
         self.res.enriched += 1
         self.res.truncated += truncated
@@ -238,15 +280,18 @@ class _Shard:
         ctx = self.ctx
         part = Layout(Path(ctx.root)).enrich_parts(ctx.table) / f"{ctx.run_id}-{self.rows[0]['unit_key'][:16]}.parquet"
         table = pa.Table.from_pylist(self.rows, schema=self.arrow)
-        write_parquet_atomic(table, part, {"run_id": ctx.run_id, "template_hash": ctx.template_hash,
-                                           "duckdb_types": self.duck_types})
+        write_parquet_atomic(
+            table, part, {"run_id": ctx.run_id, "template_hash": ctx.template_hash, "duckdb_types": self.duck_types}
+        )
         self.res.parts.append(str(part))
         self.rows = []
 
     def close(self) -> EnrichResult:
         self.flush()
         if self.errors:
-            name = f"{self.ctx.run_id}-enrich-{self.errors[0].key[:16] if self.errors[0].key else self.errors[0].error_id}"
+            name = (
+                f"{self.ctx.run_id}-enrich-{self.errors[0].key[:16] if self.errors[0].key else self.errors[0].error_id}"
+            )
             self.res.error_part = str(write_errors(Layout(Path(self.ctx.root)).error_parts, name, self.errors))
         return self.res
 
@@ -257,16 +302,26 @@ def _typed(kind: str, v: Any) -> Any:
         return None
     if kind == "json":
         return json.dumps(v, ensure_ascii=False)
-    ok = {"string": isinstance(v, str), "boolean": isinstance(v, bool),
-          "integer": isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer(),
-          "number": isinstance(v, (int, float)) and not isinstance(v, bool)}[kind]
+    ok = {
+        "string": isinstance(v, str),
+        "boolean": isinstance(v, bool),
+        "integer": isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer(),
+        "number": isinstance(v, (int, float)) and not isinstance(v, bool),
+    }[kind]
     if not ok:
         return None
     return int(v) if kind == "integer" else float(v) if kind == "number" else v
 
 
-def enrich_items(items: Sequence[EnrichItem], client: QuantClient, ctx: EnrichContext, *, budget: Budget,
-                 prices: PriceTable, on_item: Callable[[], None] | None = None) -> EnrichResult:
+def enrich_items(
+    items: Sequence[EnrichItem],
+    client: QuantClient,
+    ctx: EnrichContext,
+    *,
+    budget: Budget,
+    prices: PriceTable,
+    on_item: Callable[[], None] | None = None,
+) -> EnrichResult:
     """Send ``items`` one after another; every failure becomes an error record, never an exception."""
     shard = _Shard(ctx, client, budget, prices)
     try:

@@ -39,8 +39,11 @@ def load_deployments(prefect_yaml: Path, names: list[str] | None = None) -> list
         crons = [s["cron"] for s in d.get("schedules") or [] if "cron" in s]
         out.append(
             _flow(d["entrypoint"]).to_deployment(
-                name=d["name"], parameters=d.get("parameters"), cron=crons or None,
-                description=d.get("description"), tags=d.get("tags"),
+                name=d["name"],
+                parameters=d.get("parameters"),
+                cron=crons or None,
+                description=d.get("description"),
+                tags=d.get("tags"),
                 concurrency_limit=d.get("concurrency_limit"),
             )
         )

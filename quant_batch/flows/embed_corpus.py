@@ -65,20 +65,36 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
         if dask:
             # remote workers cannot share the Budget object: the run admits whole shards instead
             submit_windowed(
-                embed_shard_task, shards, cfg.concurrency, absorb, may_submit=run.admit_remote,
-                price_per_token=run.price_per_token, api=cfg.api, limits=cfg.rate_limits,
+                embed_shard_task,
+                shards,
+                cfg.concurrency,
+                absorb,
+                may_submit=run.admit_remote,
+                price_per_token=run.price_per_token,
+                api=cfg.api,
+                limits=cfg.rate_limits,
             )
         else:
             with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
                 submit_windowed(
-                    embed_shard_task, shards, cfg.concurrency, absorb, may_submit=lambda _: not run.budget.halted,
-                    client=client, budget=run.budget, price_per_token=run.price_per_token,
+                    embed_shard_task,
+                    shards,
+                    cfg.concurrency,
+                    absorb,
+                    may_submit=lambda _: not run.budget.halted,
+                    client=client,
+                    budget=run.budget,
+                    price_per_token=run.price_per_token,
                 )
         assert run.plan is not None
         st = run.plan.stats
         log.info(
             "planned %s documents, %s chunks: %s new in %s batches, %s unchanged",
-            st.documents, st.chunks_total, st.chunks_pending, st.batches, st.chunks_unchanged,
+            st.documents,
+            st.chunks_total,
+            st.chunks_pending,
+            st.batches,
+            st.chunks_unchanged,
         )
         summary = run.finish()
     publish_summary("embed-summary", "Corpus embedding run", summary)
@@ -102,8 +118,12 @@ def embed_corpus(
     ``overrides`` holds further run-config fields (as ``quant_batch.embed(**overrides)`` takes).
     Returns the run summary (also in ``<out>/runs/`` and the ``runs`` table).
     """
-    cfg = resolve_corpus_config(target, id_column=id_column, text_column=text_column,
-                                **{**(overrides or {}), **_set(out=out, concurrency=concurrency, max_cost=max_cost)})
+    cfg = resolve_corpus_config(
+        target,
+        id_column=id_column,
+        text_column=text_column,
+        **{**(overrides or {}), **_set(out=out, concurrency=concurrency, max_cost=max_cost)},
+    )
     with running_under("prefect"):
         return _run(cfg, replay)
 
@@ -121,7 +141,9 @@ def flow_for(cfg: CorpusConfig):
             runner = DaskTaskRunner(address=cfg.dask_address)
         else:
             per = max(1, -(-cfg.concurrency // cfg.dask_workers))
-            runner = DaskTaskRunner(cluster_kwargs={"n_workers": cfg.dask_workers, "threads_per_worker": per, "processes": True})
+            runner = DaskTaskRunner(
+                cluster_kwargs={"n_workers": cfg.dask_workers, "threads_per_worker": per, "processes": True}
+            )
         return embed_corpus.with_options(task_runner=runner)
     return embed_corpus
 

@@ -26,15 +26,21 @@ from quant_batch.runs.runner import running_under
 
 
 @task(name="enrich-shard", cache_policy=NO_CACHE)
-def enrich_shard_task(items: list[EnrichItem], client: QuantClient, ctx: EnrichContext, budget: Budget,
-                      prices: PriceTable) -> EnrichResult:
+def enrich_shard_task(
+    items: list[EnrichItem], client: QuantClient, ctx: EnrichContext, budget: Budget, prices: PriceTable
+) -> EnrichResult:
     """Send a shard of rows; every failure is an error record, so no task retry is needed."""
     return enrich_items(items, client, ctx, budget=budget, prices=prices)
 
 
 @flow(name="enrich", task_runner=ThreadPoolTaskRunner(max_workers=64))
-def enrich(target: str, concurrency: int | None = None, max_cost: float | None = None,
-           replay: bool | str = False, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def enrich(
+    target: str,
+    concurrency: int | None = None,
+    max_cost: float | None = None,
+    replay: bool | str = False,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Enrich with the YAML config ``target`` (plus config-field ``overrides``); returns the run summary."""
     log = get_run_logger()
     given = {k: v for k, v in {"concurrency": concurrency, "max_cost": max_cost}.items() if v is not None}
@@ -50,9 +56,17 @@ def enrich(target: str, concurrency: int | None = None, max_cost: float | None =
             progress.advance(result.enriched + result.failed + result.skipped_cap)
 
         with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
-            submit_windowed(enrich_shard_task, run.shards(), cfg.concurrency, absorb,
-                            may_submit=lambda _: not run.budget.halted,
-                            client=client, ctx=run.context, budget=run.budget, prices=run.prices)
+            submit_windowed(
+                enrich_shard_task,
+                run.shards(),
+                cfg.concurrency,
+                absorb,
+                may_submit=lambda _: not run.budget.halted,
+                client=client,
+                ctx=run.context,
+                budget=run.budget,
+                prices=run.prices,
+            )
         summary = run.finish()
     publish_summary("enrich-summary", "Chat enrichment run", summary)
     log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")

@@ -23,8 +23,9 @@ from quant_batch.runs.runner import running_under
 
 
 @task(name="render-shard", cache_policy=NO_CACHE)
-def render_shard_task(rows: list[RenderRow], client: QuantClient, ctx: RenderContext, prices: PriceTable,
-                      budget: Budget) -> RenderResult:
+def render_shard_task(
+    rows: list[RenderRow], client: QuantClient, ctx: RenderContext, prices: PriceTable, budget: Budget
+) -> RenderResult:
     """Render a shard of rows; every failure is an error record, so no task retry is needed."""
     return render_rows(rows, client, ctx, prices=prices, budget=budget)
 
@@ -58,9 +59,17 @@ def render_images(
             progress.advance(result.rendered + result.failed)
 
         with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
-            submit_windowed(render_shard_task, run.shards(), cfg.concurrency, absorb,
-                            may_submit=lambda _: not run.budget.halted,
-                            client=client, ctx=run.context, prices=run.prices, budget=run.budget)
+            submit_windowed(
+                render_shard_task,
+                run.shards(),
+                cfg.concurrency,
+                absorb,
+                may_submit=lambda _: not run.budget.halted,
+                client=client,
+                ctx=run.context,
+                prices=run.prices,
+                budget=run.budget,
+            )
         summary = run.finish()
     publish_summary("render-summary", "Image rendering run", summary)
     log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")

@@ -26,8 +26,13 @@ from quant_batch.store.state import count_removed
 
 
 def estimate_wall_s(
-    requests: int, concurrency: int, latency_s: float, *, rpm: float | None = None,
-    units: float = 0, units_per_minute: float | None = None,
+    requests: int,
+    concurrency: int,
+    latency_s: float,
+    *,
+    rpm: float | None = None,
+    units: float = 0,
+    units_per_minute: float | None = None,
 ) -> float:
     """The slowest of: the concurrency window, the request rate limit, the token/image limit."""
     bounds = [requests * latency_s / max(concurrency, 1)]
@@ -61,8 +66,16 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
         "estimated_tokens": tokens,
         "estimated_cost_usd": round(prices.embedding_cost(cfg.model, tokens), 6),
         "estimated_wall_s": round(
-            estimate_wall_s(st.batches, cfg.concurrency, latency_s, rpm=cfg.rate_limits.requests_per_minute,
-                            units=tokens, units_per_minute=cfg.rate_limits.tokens_per_minute), 1),
+            estimate_wall_s(
+                st.batches,
+                cfg.concurrency,
+                latency_s,
+                rpm=cfg.rate_limits.requests_per_minute,
+                units=tokens,
+                units_per_minute=cfg.rate_limits.tokens_per_minute,
+            ),
+            1,
+        ),
     }
 
 
@@ -70,8 +83,11 @@ def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, 
     layout = Layout(Path(cfg.out))
     manifest = load_manifest(cfg.manifest, cfg.defaults)
     with Snapshot(layout.root) as snap:
-        done = {r[0] for r in snap.con.execute(
-            "SELECT DISTINCT key FROM image_renders WHERE status = 'ok'").fetchall()} if snap.has_images else set()
+        done = (
+            {r[0] for r in snap.con.execute("SELECT DISTINCT key FROM image_renders WHERE status = 'ok'").fetchall()}
+            if snap.has_images
+            else set()
+        )
     prices = load_prices(cfg.pricing)
     pending = [r for r in manifest.rows if r.key not in done]
     images = sum(int((r.request.get("imageGenerationConfig") or {}).get("numberOfImages", 1)) for r in pending)
@@ -84,7 +100,8 @@ def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, 
         "estimated_images": images,
         "estimated_cost_usd": round(sum(estimate_row_cost(r, prices) for r in pending), 6),
         "estimated_wall_s": round(
-            estimate_wall_s(len(pending), cfg.concurrency, latency_s, rpm=cfg.rate_limits.images_per_minute), 1),
+            estimate_wall_s(len(pending), cfg.concurrency, latency_s, rpm=cfg.rate_limits.images_per_minute), 1
+        ),
         "problems": [str(p) for p in manifest.problems],
     }
 
@@ -117,7 +134,15 @@ def plan_enrich_dry(cfg: EnrichConfig, *, latency_s: float = 2.0) -> dict[str, A
         # an upper bound: every answer is charged its full max_tokens
         "estimated_cost_usd": round(prices.chat_cost(cfg.model, tokens, n * cfg.max_tokens), 6),
         "estimated_wall_s": round(
-            estimate_wall_s(n, cfg.concurrency, latency_s, rpm=cfg.rate_limits.requests_per_minute,
-                            units=tokens + n * cfg.max_tokens, units_per_minute=cfg.rate_limits.tokens_per_minute), 1),
+            estimate_wall_s(
+                n,
+                cfg.concurrency,
+                latency_s,
+                rpm=cfg.rate_limits.requests_per_minute,
+                units=tokens + n * cfg.max_tokens,
+                units_per_minute=cfg.rate_limits.tokens_per_minute,
+            ),
+            1,
+        ),
         "problems": [str(e) for e in plan.errors[:20]],
     }

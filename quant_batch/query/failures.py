@@ -12,8 +12,19 @@ from typing import Any
 
 from quant_batch.store.layout import Layout
 
-COLUMNS = ("run_id", "stage", "key", "source_path", "line", "doc_id", "status", "kind", "retryable", "message",
-           "created_at")
+COLUMNS = (
+    "run_id",
+    "stage",
+    "key",
+    "source_path",
+    "line",
+    "doc_id",
+    "status",
+    "kind",
+    "retryable",
+    "message",
+    "created_at",
+)
 
 
 def list_errors(out: str | Path, run: str | None = None) -> list[dict[str, Any]]:

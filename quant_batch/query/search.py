@@ -34,8 +34,10 @@ SELECT source_path, position, doc_id, chunk_id, text, metadata,
        array_cosine_similarity(vector, ?::FLOAT[{dim}]) AS score
 FROM chunks WHERE {where} ORDER BY score DESC LIMIT ?
 """
-ROWS_SQL = ("SELECT source_path, position, doc_id, chunk_id, text, metadata FROM chunks "
-            "WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))")
+ROWS_SQL = (
+    "SELECT source_path, position, doc_id, chunk_id, text, metadata FROM chunks "
+    "WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))"
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,14 @@ def _as_text(value: Any) -> str:
 
 
 def search(
-    out: Path, query: str, client: QuantClient, *, k: int = 10, source: str | None = None,
-    where: Mapping[str, Any] | None = None, matrix_min_rows: int = MATRIX_MIN_ROWS,
+    out: Path,
+    query: str,
+    client: QuantClient,
+    *,
+    k: int = 10,
+    source: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    matrix_min_rows: int = MATRIX_MIN_ROWS,
 ) -> list[Hit]:
     """Top ``k`` live chunks of the index at ``out`` for ``query``, optionally filtered.
 
@@ -121,8 +129,15 @@ def _no_index(snap: Snapshot) -> str:
 
 def _hit(row: tuple, score: float) -> Hit:
     meta = json.loads(row[5]) if row[5] else {}
-    return Hit(score=float(score), source_path=row[0], position=int(row[1]), doc_id=row[2], chunk_id=row[3],
-               text=row[4], metadata=meta)
+    return Hit(
+        score=float(score),
+        source_path=row[0],
+        position=int(row[1]),
+        doc_id=row[2],
+        chunk_id=row[3],
+        text=row[4],
+        metadata=meta,
+    )
 
 
 def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray, list[str]] | None:

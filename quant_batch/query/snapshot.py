@@ -28,8 +28,18 @@ from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ERROR_SCHEMA
 
-RUN_COLUMNS = ("run_id", "kind", "status", "reason", "started_at", "finished_at", "wall_s", "api_calls", "errors",
-               "cost_usd")
+RUN_COLUMNS = (
+    "run_id",
+    "kind",
+    "status",
+    "reason",
+    "started_at",
+    "finished_at",
+    "wall_s",
+    "api_calls",
+    "errors",
+    "cost_usd",
+)
 
 
 class Snapshot:
@@ -97,8 +107,10 @@ class Snapshot:
         if not self._view("errors", sorted(lay.error_parts.glob("*.parquet")), union_by_name=True):
             self.con.from_arrow(ERROR_SCHEMA.empty_table()).create_view("errors")
         runs = [{c: r.get(c) for c in RUN_COLUMNS} for r in list_runs(lay.runs, limit=1_000_000)]
-        self.con.register("runs", pa.Table.from_pylist(runs) if runs else pa.table({c: pa.array([], pa.string())
-                                                                                    for c in RUN_COLUMNS}))
+        self.con.register(
+            "runs",
+            pa.Table.from_pylist(runs) if runs else pa.table({c: pa.array([], pa.string()) for c in RUN_COLUMNS}),
+        )
         if self._view("image_renders", sorted(lay.image_parts.glob("*.parquet")), union_by_name=True):
             self.con.execute(
                 "CREATE VIEW images AS SELECT * FROM image_renders "

@@ -16,7 +16,9 @@ class RenderConfig(_Strict):
     """Everything one image-rendering run needs."""
 
     manifest: Path = Field(description="Prompt manifest: .jsonl, .csv or .yaml rows, one image request each.")
-    out: Path = Field(default=Path("data/renders"), description="Output folder: PNGs, Parquet parts, catalog.duckdb, index.html.")
+    out: Path = Field(
+        default=Path("data/renders"), description="Output folder: PNGs, Parquet parts, catalog.duckdb, index.html."
+    )
     defaults: RenderDefaults = Field(
         default=RenderDefaults(),
         description="Values for every row that the row (or the manifest's own defaults) does not give.",
@@ -30,11 +32,14 @@ class RenderConfig(_Strict):
         default=False, description="Also store the PNG bytes in the Parquet parts; off: parts hold paths and hashes."
     )
     max_cost: float | None = Field(default=None, ge=0, description="Spend cap in USD for one run; null means no cap.")
-    rate_limits: RateLimits = Field(default=RateLimits(), description="Account rate limits (images_per_minute applies).")
+    rate_limits: RateLimits = Field(
+        default=RateLimits(), description="Account rate limits (images_per_minute applies)."
+    )
     api: ApiConfig = Field(default=ApiConfig(), description="Timeouts, retries and where the API key comes from.")
     pricing: Path | None = Field(
         default=None, description="YAML price table replacing the bundled one (quant_batch/data/pricing.yaml)."
     )
+
 
 def load_render_config(path: Path | None, **overrides: Any) -> RenderConfig:
     """Load a render config from YAML (or only from ``overrides`` when ``path`` is None)."""

@@ -28,11 +28,11 @@ def _figure(row: dict) -> str:
     params = json.loads(row["params"] or "{}")
     shown = ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("text", "prompt"))
     warn = f'<div class="failed">{e(row["error"])}</div>' if row.get("error") else ""
-    seed = f' · seed {row["seed"]}' if row.get("seed") is not None else ""
+    seed = f" · seed {row['seed']}" if row.get("seed") is not None else ""
     return (
         f'<figure><a href="{e(row["path"])}"><img loading="lazy" src="{e(row["path"])}" '
         f'alt="{e(row["prompt"] or row["id"])}"></a><figcaption><b>{e(row["id"])}</b> #{row["n"]} '
-        f'{seed} · {row["width"]}×{row["height"]}<br>{e(row["prompt"] or "")}'
+        f"{seed} · {row['width']}×{row['height']}<br>{e(row['prompt'] or '')}"
         f'<div class="params">{e(row["task_type"])} · {e(shown)}</div>{warn}</figcaption></figure>'
     )
 
@@ -53,8 +53,9 @@ def _failed_rows(catalog: Catalog, run_id: str, still_failing: Mapping[str, tupl
     return sorted(failed, key=lambda r: r[1] or 0)
 
 
-def write_contact_sheet(catalog: Catalog, root: Path, summary: RunSummary, *,
-                        still_failing: Mapping[str, tuple[str, int]] | None = None) -> Path:
+def write_contact_sheet(
+    catalog: Catalog, root: Path, summary: RunSummary, *, still_failing: Mapping[str, tuple[str, int]] | None = None
+) -> Path:
     """Write ``root/index.html`` from the ``images`` view and the rows that failed.
 
     Args:
@@ -78,8 +79,12 @@ def write_contact_sheet(catalog: Catalog, root: Path, summary: RunSummary, *,
         f"<!doctype html><html><head><meta charset='utf-8'><title>quant-batch renders</title>"
         f"<style>{_STYLE}</style></head><body><h1>Renders</h1><table>{summary_rows}</table>"
         f"<h2>Images ({len(images)})</h2><div class='grid'>{''.join(_figure(r) for r in images)}</div>"
-        + (f"<h2>Failed rows ({len(failed)})</h2><table><tr><th>id</th><th>line</th><th>stage</th>"
-           f"<th>reason</th></tr>{fail_rows}</table>" if failed else "")
+        + (
+            f"<h2>Failed rows ({len(failed)})</h2><table><tr><th>id</th><th>line</th><th>stage</th>"
+            f"<th>reason</th></tr>{fail_rows}</table>"
+            if failed
+            else ""
+        )
         + "</body></html>"
     )
     path = root / "index.html"

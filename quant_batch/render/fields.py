@@ -82,10 +82,14 @@ FIELDS: dict[str, _Field] = {
     "maskType": _Field("str", _params((_TRY_ON,), "maskType")),
     "garmentClass": _Field("str", {_TRY_ON: f"{_VTO}.garmentBasedMask.garmentClass"}),
     "maskShape": _Field("str", {_TRY_ON: f"{_VTO}.{{mask}}.maskShape"}),
-    **{k: _Field("str", {_TRY_ON: f"{_VTO}.garmentBasedMask.garmentStyling.{k}"})
-       for k in ("longSleeveStyle", "tuckingStyle", "outerLayerStyle")},
-    **{k: _Field("str", {_TRY_ON: f"{_VTO}.maskExclusions.{k}"})
-       for k in ("preserveBodyPose", "preserveHands", "preserveFace")},
+    **{
+        k: _Field("str", {_TRY_ON: f"{_VTO}.garmentBasedMask.garmentStyling.{k}"})
+        for k in ("longSleeveStyle", "tuckingStyle", "outerLayerStyle")
+    },
+    **{
+        k: _Field("str", {_TRY_ON: f"{_VTO}.maskExclusions.{k}"})
+        for k in ("preserveBodyPose", "preserveHands", "preserveFace")
+    },
     "mergeStyle": _Field("str", _params((_TRY_ON,), "mergeStyle")),
     "returnMask": _Field("bool", _params((_TRY_ON,), "returnMask")),
     "width": _Field("int", _config(_GENERATE, "width")),
@@ -98,8 +102,15 @@ FIELDS: dict[str, _Field] = {
 ALIASES = {"text": "prompt", "task": "taskType"}
 _ORDER = {name: i for i, name in enumerate(FIELDS)}
 _MASK_BRANCH = {"GARMENT": "garmentBasedMask", "PROMPT": "promptBasedMask"}
-_KINDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
-          "colors": "a list of colours", "image": "a file path", "images": "a list of file paths"}
+_KINDS = {
+    "str": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "colors": "a list of colours",
+    "image": "a file path",
+    "images": "a list of file paths",
+}
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
@@ -194,4 +205,3 @@ def _unknown(name: str, known: list[str]) -> str:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-

@@ -68,9 +68,10 @@ class Manifest:
         if self.problems:
             shown = "\n".join(f"  {p}" for p in self.problems[:50])
             more = f"\n  ... and {len(self.problems) - 50} more" if len(self.problems) > 50 else ""
-            raise InputError(f"{len(self.problems)} problem(s) in the manifest; fix them and run "
-                             f"again:\n{shown}{more}", path=str(self.path))
-
+            raise InputError(
+                f"{len(self.problems)} problem(s) in the manifest; fix them and run again:\n{shown}{more}",
+                path=str(self.path),
+            )
 
 
 def load_manifest(path: Path | str, defaults: RenderDefaults | None = None) -> Manifest:
@@ -123,12 +124,13 @@ def build_request(row: RenderRow, seed: int | None) -> dict[str, Any]:
         except OSError as exc:
             raise InputError(f"cannot read input image {image.field}: {exc}", path=str(image.path)) from exc
         if hashlib.sha256(data).hexdigest() != image.sha256:
-            raise InputError(f"input image {image.field} changed after the manifest was checked; "
-                             "load the manifest again", path=str(image.path))
+            raise InputError(
+                f"input image {image.field} changed after the manifest was checked; load the manifest again",
+                path=str(image.path),
+            )
         encoded[image.field] = base64.b64encode(data).decode("ascii")
     request = _replace_files(row.request, encoded.__getitem__)
     seed = row.seed if seed is None else seed
     if seed is not None and CONFIG in request:
         request[CONFIG]["seed"] = seed
     return request
-

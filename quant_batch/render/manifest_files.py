@@ -97,8 +97,9 @@ def _yaml_root(root: yaml.Node | None, resolver: _Resolver, strict: bool) -> Ite
             except (yaml.YAMLError, ValueError) as exc:
                 yield _RawRow(node.start_mark.line + 1, None, f"invalid YAML: {exc}")
     elif rows is not None and not (rows.tag.endswith(":null") and not strict):
-        resolver.problem(rows.start_mark.line + 1, None,
-                         "expected a list of rows, or a mapping with 'defaults' and 'rows'")
+        resolver.problem(
+            rows.start_mark.line + 1, None, "expected a list of rows, or a mapping with 'defaults' and 'rows'"
+        )
 
 
 def _salvage_yaml(text: str, error: yaml.YAMLError, resolver: _Resolver) -> Iterator[_RawRow]:
@@ -114,8 +115,14 @@ def _salvage_yaml(text: str, error: yaml.YAMLError, resolver: _Resolver) -> Iter
     chunks, rest = [], list(lines)
     for a, b in zip(starts, starts[1:] + [len(lines)]):
         # a row ends at the next item or at a less indented line such as a following top-level key
-        end = next((i for i in range(a + 1, b) if lines[i].strip() and not lines[i].lstrip().startswith("#")
-                    and _indent(lines[i]) <= indent), b)
+        end = next(
+            (
+                i
+                for i in range(a + 1, b)
+                if lines[i].strip() and not lines[i].lstrip().startswith("#") and _indent(lines[i]) <= indent
+            ),
+            b,
+        )
         chunks.append((a, end))
         rest[a:end] = [""] * (end - a)
     failed = False
@@ -131,8 +138,9 @@ def _salvage_yaml(text: str, error: yaml.YAMLError, resolver: _Resolver) -> Iter
             node = yaml.compose("\n" * a + "\n".join(lines[a:end]), Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             failed = True
-            yield _RawRow(a + 1, "\n".join(lines[a:end]),
-                          f"invalid YAML: {_yaml_reason(exc)} (line {_yaml_line(exc, a)})")
+            yield _RawRow(
+                a + 1, "\n".join(lines[a:end]), f"invalid YAML: {_yaml_reason(exc)} (line {_yaml_line(exc, a)})"
+            )
             continue
         yield from _yaml_root(node, resolver, strict=False)
     if not failed:  # the error is not inside one row: report it where yaml found it
@@ -156,7 +164,10 @@ def _construct(node: yaml.Node) -> Any:
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
-
-
 _READERS: dict[str, Callable[[str, _Resolver], Iterator[_RawRow]]] = {
-    ".jsonl": _read_jsonl, ".ndjson": _read_jsonl, ".csv": _read_csv, ".yaml": _read_yaml, ".yml": _read_yaml}
+    ".jsonl": _read_jsonl,
+    ".ndjson": _read_jsonl,
+    ".csv": _read_csv,
+    ".yaml": _read_yaml,
+    ".yml": _read_yaml,
+}

@@ -94,12 +94,17 @@ class _Resolver:
         if row is not None and len(self.problems) == before:
             # only valid rows can clash: the ledger would treat the second as already rendered
             if (first := self._keys.setdefault(row.key, row.line)) != row.line:
-                self.problem(row.line, None, f"same request as line {first}; each request is rendered "
-                             "once (change a parameter or the seed, or raise numberOfImages)")
+                self.problem(
+                    row.line,
+                    None,
+                    f"same request as line {first}; each request is rendered "
+                    "once (change a parameter or the seed, or raise numberOfImages)",
+                )
         if row is None or len(self.problems) > before:
             row_id = raw.data.get("id") if isinstance(raw.data, Mapping) else None
-            self.invalid.append(InvalidRow(raw.line, None if row_id is None else str(row_id),
-                                           raw.data, self.problems[before:]))
+            self.invalid.append(
+                InvalidRow(raw.line, None if row_id is None else str(row_id), raw.data, self.problems[before:])
+            )
         else:
             self.rows.append(row)
 
@@ -125,14 +130,25 @@ class _Resolver:
         row_id = self._row_id(data.get("id"), key, line)
         if row_id is None:
             return None
-        return RenderRow(id=row_id, line=line, key=key, task_type=task, prompt=flat.get("prompt"),
-                         seed=flat.get("seed"), request=request, inputs=tuple(inputs))
+        return RenderRow(
+            id=row_id,
+            line=line,
+            key=key,
+            task_type=task,
+            prompt=flat.get("prompt"),
+            seed=flat.get("seed"),
+            request=request,
+            inputs=tuple(inputs),
+        )
 
     def _build(self, flat: dict[str, Any], line: int) -> tuple[dict[str, Any], list[InputImage]]:
         task = flat["taskType"]
         if task == _TRY_ON and "maskType" not in flat:
-            inferred = [t for t, n in (("IMAGE", "maskImage"), ("GARMENT", "garmentClass"),
-                                       ("PROMPT", "maskPrompt")) if n in flat]
+            inferred = [
+                t
+                for t, n in (("IMAGE", "maskImage"), ("GARMENT", "garmentClass"), ("PROMPT", "maskPrompt"))
+                if n in flat
+            ]
             if len(inferred) == 1:
                 flat["maskType"] = inferred[0]
         request: dict[str, Any] = {"taskType": task}
@@ -263,7 +279,7 @@ class _Flattener:
                     self._put(reverse[path], path, leaf)
                 elif any(p.startswith(path + ".") for p in reverse) and leaf == {}:
                     continue  # an empty branch, e.g. "maskExclusions": {}
-                elif path.startswith(CONFIG) and path[len(CONFIG) + 1:] in FIELDS:
+                elif path.startswith(CONFIG) and path[len(CONFIG) + 1 :] in FIELDS:
                     self.r.problem(self.line, path, f"does not apply to taskType {task}")
                 else:
                     self.r.problem(self.line, path, _unknown(path, [p for p in reverse if "." in p]))
@@ -279,7 +295,6 @@ class _Flattener:
             self.origin[name] = origin
         except ValueError as exc:
             self.r.problem(self.line, origin, str(exc))
-
 
 
 def _check_file(path: Path, given: str, fld: str) -> tuple[str | None, list[tuple[str, str]]]:
@@ -310,4 +325,3 @@ def _row_key(request: dict[str, Any], inputs: list[InputImage]) -> str:
     if CONFIG in keyed:
         keyed[CONFIG].setdefault("seed", "auto")
     return hashlib.sha256(canonical_json(keyed)).hexdigest()
-

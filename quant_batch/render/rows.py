@@ -37,8 +37,10 @@ class RenderRow:
         # relative to the manifest, so an output folder can be moved or published
         files = {i.field: i.relative or str(i.path) for i in self.inputs}
         reverse = _REVERSE[self.task_type]
-        return {reverse.get(path, path): _replace_files(value, files.get)
-                for path, value in _leaves(self.request, stop=reverse.__contains__)}
+        return {
+            reverse.get(path, path): _replace_files(value, files.get)
+            for path, value in _leaves(self.request, stop=reverse.__contains__)
+        }
 
 
 @dataclass(frozen=True)
@@ -67,4 +69,3 @@ class InvalidRow:
     @property
     def reason(self) -> str:
         return "; ".join(f"{p.field}: {p.message}" if p.field else p.message for p in self.problems)
-

@@ -216,8 +216,12 @@ def _check_mask(out: list, params: Mapping, path: str, images: _Images) -> None:
     mask_size = images.sizes.get(f"{path}.maskImage")
     image_size = images.sizes.get(f"{path}.image")
     if mask_size and image_size and mask_size != image_size:
-        out.append(RuleViolation(f"{path}.maskImage", f"must be the same size as image "
-                                 f"({image_size[0]}x{image_size[1]}), got {mask_size[0]}x{mask_size[1]}"))
+        out.append(
+            RuleViolation(
+                f"{path}.maskImage",
+                f"must be the same size as image ({image_size[0]}x{image_size[1]}), got {mask_size[0]}x{mask_size[1]}",
+            )
+        )
     elif mask_size:
         _check_mask_colours(out, params["maskImage"], f"{path}.maskImage")
 
@@ -300,8 +304,9 @@ def _config_rules(out: list, task: str, config: Any) -> None:
         return
     has_size = config.get("width") is not None or config.get("height") is not None
     if task in EDIT_TASKS and has_size:
-        out.append(RuleViolation(path, f"width/height must not be set for {task}; "
-                                 "the output has the input image's size"))
+        out.append(
+            RuleViolation(path, f"width/height must not be set for {task}; the output has the input image's size")
+        )
     elif has_size:
         out.extend(check_size(config.get("width", DEFAULT_SIDE), config.get("height", DEFAULT_SIDE)))
     _check_enum(out, config, path, "quality", QUALITIES)
@@ -325,8 +330,9 @@ def check_image_request(req: Mapping[str, Any], *, decode_images: bool = True) -
     out: list[RuleViolation] = []
     region = req.get("region", DEFAULT_REGION)
     if region not in NOVA_REGIONS:
-        out.append(RuleViolation("region", f"Nova Canvas is not available in {region}; "
-                                 f"use one of {', '.join(NOVA_REGIONS)}"))
+        out.append(
+            RuleViolation("region", f"Nova Canvas is not available in {region}; use one of {', '.join(NOVA_REGIONS)}")
+        )
     if req.get("modelId", MODEL_ID) != MODEL_ID:
         out.append(RuleViolation("modelId", f"must be {MODEL_ID}"))
     task = req.get("taskType")

@@ -38,14 +38,33 @@ SEED_MAX = 858_993_459  # the range AWS's own examples use; valid whatever the t
 
 # explicit types: inferred from one row, an all-None column (error, seed) becomes Arrow null, and
 # the first part loaded fixes the catalog's column types for every later part
-IMAGE_SCHEMA = pa.schema([
-    ("id", pa.string()), ("n", pa.int64()), ("key", pa.string()), ("line", pa.int64()),
-    ("path", pa.string()), ("sha256", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
-    ("bytes", pa.int64()), ("seed", pa.int64()), ("task_type", pa.string()), ("prompt", pa.string()),
-    ("model", pa.string()), ("region", pa.string()), ("quality", pa.string()), ("params", pa.string()),
-    ("status", pa.string()), ("error", pa.string()), ("latency_s", pa.float64()), ("attempts", pa.int64()),
-    ("cost_usd", pa.float64()), ("run_id", pa.string()), ("created_at", pa.float64()),
-])
+IMAGE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("n", pa.int64()),
+        ("key", pa.string()),
+        ("line", pa.int64()),
+        ("path", pa.string()),
+        ("sha256", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("bytes", pa.int64()),
+        ("seed", pa.int64()),
+        ("task_type", pa.string()),
+        ("prompt", pa.string()),
+        ("model", pa.string()),
+        ("region", pa.string()),
+        ("quality", pa.string()),
+        ("params", pa.string()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("latency_s", pa.float64()),
+        ("attempts", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("run_id", pa.string()),
+        ("created_at", pa.float64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -92,13 +111,27 @@ def _png_info(data: bytes) -> tuple[int, int]:
 
 def _failure(row: RenderRow, ctx: RenderContext, exc: QuantError) -> ErrorRecord:
     return ErrorRecord(
-        ctx.run_id, "render", getattr(exc, "server_message", None) or str(exc), source_path=None,
-        line=row.line, doc_id=row.id, key=row.key, status=getattr(exc, "status", None),
-        kind=type(exc).__name__, retryable=isinstance(exc, TransientError),
+        ctx.run_id,
+        "render",
+        getattr(exc, "server_message", None) or str(exc),
+        source_path=None,
+        line=row.line,
+        doc_id=row.id,
+        key=row.key,
+        status=getattr(exc, "status", None),
+        kind=type(exc).__name__,
+        retryable=isinstance(exc, TransientError),
     )
 
 
-def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices: PriceTable, res: RenderResult, errors: list[ErrorRecord]) -> None:
+def _render_one(
+    row: RenderRow,
+    client: QuantClient,
+    ctx: RenderContext,
+    prices: PriceTable,
+    res: RenderResult,
+    errors: list[ErrorRecord],
+) -> None:
     seed = row.seed if row.seed is not None else secrets.randbelow(SEED_MAX + 1)
     t0 = time.monotonic()
     try:
@@ -119,8 +152,17 @@ def _render_one(row: RenderRow, client: QuantClient, ctx: RenderContext, prices:
         return
     if not rows:
         res.failed += 1
-        errors.append(ErrorRecord(ctx.run_id, "render", out.error or "no images returned", line=row.line,
-                                  doc_id=row.id, key=row.key, kind="ContentBlocked"))
+        errors.append(
+            ErrorRecord(
+                ctx.run_id,
+                "render",
+                out.error or "no images returned",
+                line=row.line,
+                doc_id=row.id,
+                key=row.key,
+                kind="ContentBlocked",
+            )
+        )
         return
     part = Layout(Path(ctx.root)).image_parts / f"{ctx.run_id}-{row.key[:16]}.parquet"
     schema = IMAGE_SCHEMA.append(pa.field("png", pa.binary())) if ctx.embed_images else IMAGE_SCHEMA
@@ -142,8 +184,15 @@ def _remove_stale_images(root: Path, row_id: str, keep: int) -> None:
         n += 1
 
 
-def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderContext, prices: PriceTable,
-                  res: RenderResult, latency: float) -> list[dict]:
+def _write_images(
+    row: RenderRow,
+    request: dict,
+    out: ImageResult,
+    ctx: RenderContext,
+    prices: PriceTable,
+    res: RenderResult,
+    latency: float,
+) -> list[dict]:
     """Write each returned PNG atomically and return its catalog rows."""
     params = orjson.dumps(row.params(), default=str).decode()
     cfg = request.get("imageGenerationConfig") or {}
@@ -161,20 +210,44 @@ def _write_images(row: RenderRow, request: dict, out: ImageResult, ctx: RenderCo
         res.image_sizes[size_key] = res.image_sizes.get(size_key, 0) + 1
         rows.append(
             {
-                "id": row.id, "n": n, "key": row.key, "line": row.line, "path": path.name,
-                "sha256": sha256_hex(data), "width": width, "height": height, "bytes": len(data),
-                "seed": seed, "task_type": row.task_type, "prompt": row.prompt, "model": model,
-                "region": request.get("region"), "quality": quality, "params": params, "status": "ok",
-                "error": out.error, "latency_s": latency, "attempts": out.info.attempts,
-                "cost_usd": cost, "run_id": ctx.run_id, "created_at": time.time(),
+                "id": row.id,
+                "n": n,
+                "key": row.key,
+                "line": row.line,
+                "path": path.name,
+                "sha256": sha256_hex(data),
+                "width": width,
+                "height": height,
+                "bytes": len(data),
+                "seed": seed,
+                "task_type": row.task_type,
+                "prompt": row.prompt,
+                "model": model,
+                "region": request.get("region"),
+                "quality": quality,
+                "params": params,
+                "status": "ok",
+                "error": out.error,
+                "latency_s": latency,
+                "attempts": out.info.attempts,
+                "cost_usd": cost,
+                "run_id": ctx.run_id,
+                "created_at": time.time(),
                 **({"png": data} if ctx.embed_images else {}),
             }
         )
     return rows
 
 
-def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderContext, *, prices: PriceTable | None = None,
-                budget: Budget | None = None, on_row: Callable[[], None] | None = None) -> RenderResult:
+def render_rows(
+    rows: Sequence[RenderRow],
+    client: QuantClient,
+    ctx: RenderContext,
+    *,
+    prices: PriceTable | None = None,
+    budget: Budget | None = None,
+    on_row: Callable[[], None] | None = None,
+) -> RenderResult:
     """Render ``rows`` one after another; failures become error records, never exceptions.
 
     Each row's estimated cost is reserved from ``budget`` before it is sent (the spend cap), and
@@ -197,7 +270,9 @@ def render_rows(rows: Sequence[RenderRow], client: QuantClient, ctx: RenderConte
         if on_row:
             on_row()
     if errors:
-        path = write_errors(Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{(errors[0].key or '')[:16]}", errors)
+        path = write_errors(
+            Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{(errors[0].key or '')[:16]}", errors
+        )
         res.error_part = str(path)
     return res
 
@@ -209,8 +284,13 @@ def estimate_row_cost(row: RenderRow, prices: PriceTable) -> float:
         w, h = output_size(req)
     except (QuantError, KeyError, TypeError, ValueError):
         w, h = 1024, 1024
-    return prices.image_cost(req.get("modelId", "amazon.nova-canvas-v1:0"), w, h, cfg.get("quality", "standard"),
-                             cfg.get("numberOfImages", 1))
+    return prices.image_cost(
+        req.get("modelId", "amazon.nova-canvas-v1:0"),
+        w,
+        h,
+        cfg.get("quality", "standard"),
+        cfg.get("numberOfImages", 1),
+    )
 
 
 class RenderRun(RunSession):
@@ -291,23 +371,33 @@ class RenderRun(RunSession):
             "skipped_cap": tot.skipped_cap,
             "skipped_failed": len(self.skipped_failed),
         }
-        status, reason, code = self.outcome(failed=s.errors, skipped=tot.skipped_cap,
-                                            dead=len(self.skipped_failed), unit="rows")
+        status, reason, code = self.outcome(
+            failed=s.errors, skipped=tot.skipped_cap, dead=len(self.skipped_failed), unit="rows"
+        )
         s.finish(status, reason, exit_code=code)
         s.save(self.layout.runs)
         cat.sync()
-        write_contact_sheet(cat, self.layout.root, s,
-                            still_failing={r.key: (r.id, r.line) for r in self.skipped_failed})
+        write_contact_sheet(
+            cat, self.layout.root, s, still_failing={r.key: (r.id, r.line) for r in self.skipped_failed}
+        )
         return s
 
 
-def render_manifest(config: RenderConfig, client: QuantClient, *, replay: bool | str = False,
-                    on_row: Callable[[], None] | None = None, lock_wait: float = 0.0) -> RunSummary:
+def render_manifest(
+    config: RenderConfig,
+    client: QuantClient,
+    *,
+    replay: bool | str = False,
+    on_row: Callable[[], None] | None = None,
+    lock_wait: float = 0.0,
+) -> RunSummary:
     """Run a whole render job in this process with a thread pool (no Prefect)."""
     with RenderRun(config, lock_wait=lock_wait) as run:
         run.make_plan(replay=replay)
-        run_in_threads(run, run.shards(),
-                       lambda shard: render_rows(shard, client, run.context, prices=run.prices, budget=run.budget,
-                                                 on_row=on_row),
-                       config.concurrency)
+        run_in_threads(
+            run,
+            run.shards(),
+            lambda shard: render_rows(shard, client, run.context, prices=run.prices, budget=run.budget, on_row=on_row),
+            config.concurrency,
+        )
         return run.finish()

@@ -55,8 +55,12 @@ def _prefect_config_files() -> bool:
     """True when a file Prefect reads settings from could name an API URL."""
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
-    candidates = [(profiles, "PREFECT_API_URL"), (Path("prefect.toml"), "url"), (Path(".env"), "PREFECT_API_URL"),
-                  (Path("pyproject.toml"), "tool.prefect")]
+    candidates = [
+        (profiles, "PREFECT_API_URL"),
+        (Path("prefect.toml"), "url"),
+        (Path(".env"), "PREFECT_API_URL"),
+        (Path("pyproject.toml"), "tool.prefect"),
+    ]
     return any(_mentions(path, needle) for path, needle in candidates)
 
 

@@ -44,8 +44,9 @@ class RunSession:
             if warning and warning not in self.summary.warnings:
                 self.summary.warnings.append(warning)
 
-    def outcome(self, *, failed: int, skipped: int, dead: int, unit: str,
-                budget: Budget | None = None) -> tuple[str, str | None, int | None]:
+    def outcome(
+        self, *, failed: int, skipped: int, dead: int, unit: str, budget: Budget | None = None
+    ) -> tuple[str, str | None, int | None]:
         """The status, reason and exit code of a finished run: one rule for every kind of run.
 
         Args:
@@ -65,9 +66,14 @@ class RunSession:
         if failed:
             return "errors", f"{failed} records failed; see `quant-batch errors {self.layout.root}`", None
         if dead:
-            return "dead_letters", (
-                f"{dead} records that failed before are still not indexed; fix their source or run "
-                "`quant-batch replay`"), None
+            return (
+                "dead_letters",
+                (
+                    f"{dead} records that failed before are still not indexed; fix their source or run "
+                    "`quant-batch replay`"
+                ),
+                None,
+            )
         return "completed", None, None
 
     def __enter__(self):

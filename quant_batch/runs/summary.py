@@ -24,8 +24,11 @@ STATUSES = {
     "completed": (0, "everything planned was done, and nothing is failing"),
     "errors": (1, "some records of this run failed; they are in the errors table (`quant-batch errors`)"),
     "partial": (1, "the spend cap stopped the run; the next run goes on from there"),
-    "dead_letters": (3, "this run succeeded, but records that failed terminally before are still missing "
-                        "(fix the source or `quant-batch replay`)"),
+    "dead_letters": (
+        3,
+        "this run succeeded, but records that failed terminally before are still missing "
+        "(fix the source or `quant-batch replay`)",
+    ),
     "failed": (1, "the run stopped: an unexpected error, or (exit 2) a refused token or unreachable service"),
 }
 
@@ -121,9 +124,12 @@ def check_replay_target(out: Path, kind: str, run_id: str | None = None) -> None
     runs_dir = out / "runs"
     runs = [r for r in list_runs(runs_dir, limit=10**9) if r.get("kind") == kind]
     if not runs:
-        raise InputError(f"{out} holds no {kind} output (no {kind} run summaries under runs/); replay only resends "
-                         f"the failures of an existing output folder: run `quant-batch {kind}` first, or pass --out")
+        raise InputError(
+            f"{out} holds no {kind} output (no {kind} run summaries under runs/); replay only resends "
+            f"the failures of an existing output folder: run `quant-batch {kind}` first, or pass --out"
+        )
     if run_id is not None and not any(r.get("run_id") == run_id for r in runs):
         recent = ", ".join(str(r.get("run_id")) for r in runs[:3])
-        raise InputError(f"no {kind} run {run_id!r} in {runs_dir}; recent {kind} runs: {recent} "
-                         f"(see `quant-batch runs {out}`)")
+        raise InputError(
+            f"no {kind} run {run_id!r} in {runs_dir}; recent {kind} runs: {recent} (see `quant-batch runs {out}`)"
+        )

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at DOUBLE, wall_s DOUBLE, api_calls BIGINT, errors BIGINT, cost_usd DOUBLE, stats JSON);
 """
 
+
 def _ident(name: str) -> str:
     if not _SAFE_IDENT.match(name):
         raise ValueError(f"unsafe identifier {name!r}")
@@ -171,13 +172,16 @@ class Catalog:
             return 0
         meta = pq.read_schema(new[0]).metadata or {}
         dims = int(meta.get(b"dimensions", b"0"))
-        table = self.ensure_generation(generation, meta.get(b"model", b"").decode(), dims,
-                                       meta.get(b"normalize", b"true").decode() == "true")
+        table = self.ensure_generation(
+            generation, meta.get(b"model", b"").decode(), dims, meta.get(b"normalize", b"true").decode() == "true"
+        )
         self.con.execute("BEGIN TRANSACTION")
         try:
             for p in new:
-                self.con.execute("INSERT INTO _parts (name, kind, rows) VALUES (?, ?, ?)",
-                                 [self._part_name(p), "vectors", pq.read_metadata(p).num_rows])
+                self.con.execute(
+                    "INSERT INTO _parts (name, kind, rows) VALUES (?, ?, ?)",
+                    [self._part_name(p), "vectors", pq.read_metadata(p).num_rows],
+                )
             self._point_vectors_view(table, generation, dims)
             self.con.execute("COMMIT")
         except BaseException:
@@ -186,11 +190,16 @@ class Catalog:
         return len(new)
 
     def _point_vectors_view(self, table: str, generation: str, dims: int) -> None:
-        names = [r[0] for r in self.con.execute(
-            "SELECT name FROM _parts WHERE kind = 'vectors' AND name LIKE ? ORDER BY name",
-            [f"parts/vectors/{generation}/%"]).fetchall()]
-        kind = self.con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?",
-                                [table]).fetchall()
+        names = [
+            r[0]
+            for r in self.con.execute(
+                "SELECT name FROM _parts WHERE kind = 'vectors' AND name LIKE ? ORDER BY name",
+                [f"parts/vectors/{generation}/%"],
+            ).fetchall()
+        ]
+        kind = self.con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [table]
+        ).fetchall()
         if kind and kind[0][0] == "BASE TABLE":  # catalogs before views held a copy; parts are the truth
             self.con.execute(f"DROP TABLE {table}")
         files = ", ".join(_sql_string(str(self.layout.root / n)) for n in names)
@@ -265,8 +274,12 @@ class Catalog:
             cols = ", ".join(f'"{c}" {t}' for c, t in types.items())
             self.con.execute(f"CREATE TABLE {table} ({cols}, part VARCHAR, PRIMARY KEY (key, template_hash))")
             return
-        have = {r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        have = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        }
         for c, t in types.items():
             if c not in have:  # a schema that gained a property; older rows read NULL there
                 self.con.execute(f'ALTER TABLE {table} ADD COLUMN "{c}" {t}')
@@ -281,9 +294,16 @@ class Catalog:
             self.con.execute(
                 "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    run["run_id"], run.get("kind"), run.get("status"), run.get("reason"),
-                    run.get("started_at"), run.get("finished_at"), run.get("wall_s"),
-                    run.get("api_calls"), run.get("errors"), run.get("cost_usd"),
+                    run["run_id"],
+                    run.get("kind"),
+                    run.get("status"),
+                    run.get("reason"),
+                    run.get("started_at"),
+                    run.get("finished_at"),
+                    run.get("wall_s"),
+                    run.get("api_calls"),
+                    run.get("errors"),
+                    run.get("cost_usd"),
                     json.dumps(run.get("stats", {})),
                 ],
             )
@@ -330,15 +350,20 @@ class Catalog:
             return
         table = f"vectors_{_ident(gen['generation'])}"
         dims = int(gen["dimensions"])
-        cols = {r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'live_chunks'").fetchall()}
+        cols = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'live_chunks'"
+            ).fetchall()
+        }
         meta = "l.metadata" if "metadata" in cols else "NULL::VARCHAR AS metadata"
         self.ensure_generation(gen["generation"], gen["model"], dims, bool(gen["normalize"]))
         if not self._has_table(table):  # no part of this space yet
             self.con.execute(
                 f"CREATE VIEW {table} AS SELECT NULL::VARCHAR AS key, NULL::INTEGER AS tokens, NULL::VARCHAR AS model, "
                 f"NULL::INTEGER AS dimensions, NULL::BOOLEAN AS normalize, NULL::VARCHAR AS run_id, "
-                f"NULL::FLOAT[{dims}] AS vector WHERE false")
+                f"NULL::FLOAT[{dims}] AS vector WHERE false"
+            )
         self.con.execute(
             f"""CREATE OR REPLACE VIEW chunks AS
                 SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, l.end_char,
@@ -349,9 +374,7 @@ class Catalog:
     # -- reading ---------------------------------------------------------------------------
 
     def _has_table(self, name: str) -> bool:
-        row = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        ).fetchone()
+        row = self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()
         return bool(row and row[0])
 
     def active_generation(self) -> dict[str, Any] | None:

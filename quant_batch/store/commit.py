@@ -168,8 +168,12 @@ def write_parquet(
         f.name: "none" if pa.types.is_fixed_size_list(f.type) and pa.types.is_floating(f.type.value_type) else "zstd"
         for f in table.schema
     }
-    pq.write_table(table, sink if isinstance(sink, pa.NativeFile) else str(sink), compression=compression,
-                   use_dictionary=list(dictionary))
+    pq.write_table(
+        table,
+        sink if isinstance(sink, pa.NativeFile) else str(sink),
+        compression=compression,
+        use_dictionary=list(dictionary),
+    )
 
 
 def parquet_bytes(

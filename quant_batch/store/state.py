@@ -126,8 +126,12 @@ def publish(
 
 def _prune(layout: Layout, generation: str, keep: set[str]) -> None:
     """Delete published versions older than the previous one (a reader may still hold that)."""
-    for pattern in (f"live-{generation}-*.parquet", f"documents-{generation}-*.parquet",
-                    f"live-{generation}.parquet", f"documents-{generation}.parquet"):
+    for pattern in (
+        f"live-{generation}-*.parquet",
+        f"documents-{generation}-*.parquet",
+        f"live-{generation}.parquet",
+        f"documents-{generation}.parquet",
+    ):
         for path in layout.state.glob(pattern):
             if path.name not in keep:
                 path.unlink(missing_ok=True)

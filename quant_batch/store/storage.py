@@ -122,8 +122,9 @@ class Storage:
         except Exception as exc:
             if not type(exc).__module__.startswith(("botocore", "boto3")):
                 raise
-            raise StorageError(boto_message(exc, operation, where, self._config), uri=where,
-                               operation=operation) from None
+            raise StorageError(
+                boto_message(exc, operation, where, self._config), uri=where, operation=operation
+            ) from None
 
     def read_bytes(self, key: str) -> bytes:
         with self._errors("read", key):
@@ -143,8 +144,12 @@ class Storage:
             return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
 
     def list(
-        self, prefix: str = "", include: str | Sequence[str] | None = None, exclude: Sequence[str] = (),
-        *, hidden: bool = False,
+        self,
+        prefix: str = "",
+        include: str | Sequence[str] | None = None,
+        exclude: Sequence[str] = (),
+        *,
+        hidden: bool = False,
     ) -> list[str]:
         """Keys of the files under ``prefix``, sorted, filtered by globs on the path below ``prefix``.
 
@@ -159,7 +164,7 @@ class Storage:
             infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         keys = []
         for info in infos:
-            rel = info.path[len(base) + 1:]
+            rel = info.path[len(base) + 1 :]
             if info.type != pafs.FileType.File or (not hidden and any(s.startswith(".") for s in rel.split("/"))):
                 continue
             if any(r.fullmatch(rel) for r in included) and not any(r.fullmatch(rel) for r in excluded):
@@ -297,7 +302,9 @@ def catalog_cache_dir(storage: Storage, config: StorageConfig | None = None) -> 
     return Path(base) / "catalogs" / f"{storage.scheme}-{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
-def register_parquet(con: Any, name: str, storage: Storage, keys: Sequence[str], schema: pa.Schema | None = None) -> Any:
+def register_parquet(
+    con: Any, name: str, storage: Storage, keys: Sequence[str], schema: pa.Schema | None = None
+) -> Any:
     """Make the Parquet files ``keys`` queryable in DuckDB as view ``name`` through pyarrow.
 
     DuckDB's ``httpfs`` extension is not in the wheel and cannot be installed offline; a pyarrow

@@ -42,7 +42,9 @@ class StorageConfig(_Strict):
 def redact(text: str, config: StorageConfig) -> str:
     """Defence in depth: no message we build may carry a credential, even one a server echoed."""
     secrets = [os.environ.get(v, "") for v in _SECRET_VARS]
-    secrets += [s.get_secret_value() for s in (config.access_key_id, config.secret_access_key, config.session_token) if s]
+    secrets += [
+        s.get_secret_value() for s in (config.access_key_id, config.secret_access_key, config.session_token) if s
+    ]
     for secret in secrets:
         if len(secret) >= 4:
             text = text.replace(secret, "***")

@@ -88,12 +88,16 @@ class OutputData:
         self.con.execute(f"CREATE TABLE image_renders AS {self._empty(IMAGE_SCHEMA)}")
         self.con.execute(f"CREATE TABLE errors AS {self._empty(ERROR_SCHEMA)}")
         # the newest render of each row wins as a whole, as in the catalog's view
-        self.con.execute("CREATE VIEW images AS SELECT * FROM image_renders "
-                         "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)")
+        self.con.execute(
+            "CREATE VIEW images AS SELECT * FROM image_renders "
+            "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)"
+        )
         for t in ("live_chunks", "documents"):
-            self.con.execute(f"CREATE TABLE {t} (doc_id VARCHAR, chunk_id VARCHAR, source_path VARCHAR, "
-                             "position INTEGER, text VARCHAR, key VARCHAR, chunks INTEGER, status VARCHAR, "
-                             "message VARCHAR, run_id VARCHAR)")
+            self.con.execute(
+                f"CREATE TABLE {t} (doc_id VARCHAR, chunk_id VARCHAR, source_path VARCHAR, "
+                "position INTEGER, text VARCHAR, key VARCHAR, chunks INTEGER, status VARCHAR, "
+                "message VARCHAR, run_id VARCHAR)"
+            )
 
     @staticmethod
     def _empty(schema: pa.Schema) -> str:
@@ -121,9 +125,11 @@ class OutputData:
         # 500 files per read: one read_parquet over 10,000 one-row parts took 30 s and ran out of
         # memory; in slices it takes a few seconds, once (later calls read only new parts)
         for i in range(0, len(new), APPEND_FILES):
-            batch = new[i:i + APPEND_FILES]
-            self.con.execute(f"INSERT INTO {table} BY NAME SELECT {columns} FROM "
-                             f"read_parquet({_files_sql([folder / n for n in batch])}, union_by_name=true)")
+            batch = new[i : i + APPEND_FILES]
+            self.con.execute(
+                f"INSERT INTO {table} BY NAME SELECT {columns} FROM "
+                f"read_parquet({_files_sql([folder / n for n in batch])}, union_by_name=true)"
+            )
             loaded.update(batch)
 
     def _reload(self, table: str, path: Path) -> None:
@@ -147,8 +153,11 @@ class OutputData:
     # -- documents and chunks --------------------------------------------------------------
 
     def documents(self, offset: int, limit: int) -> Page:
-        rows = self.rows("SELECT doc_id, source_path, chunks, status, message, run_id FROM documents "
-                         "ORDER BY doc_id LIMIT ? OFFSET ?", [limit, offset])
+        rows = self.rows(
+            "SELECT doc_id, source_path, chunks, status, message, run_id FROM documents "
+            "ORDER BY doc_id LIMIT ? OFFSET ?",
+            [limit, offset],
+        )
         started = {r["run_id"]: r.get("started_at") for r in self.runs()}
         for r in rows:
             r["changed_at"] = started.get(r["run_id"])
@@ -156,8 +165,9 @@ class OutputData:
         return Page(rows, int(self.scalar("SELECT count(*) FROM documents")))
 
     def document_chunks(self, doc_id: str) -> list[dict[str, Any]]:
-        return self.rows("SELECT chunk_id, position, text FROM live_chunks WHERE doc_id = ? ORDER BY position",
-                         [doc_id])
+        return self.rows(
+            "SELECT chunk_id, position, text FROM live_chunks WHERE doc_id = ? ORDER BY position", [doc_id]
+        )
 
     # -- search ----------------------------------------------------------------------------
 
@@ -176,9 +186,14 @@ class OutputData:
             return []
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
-        by_id = {r["chunk_id"]: r for r in self.rows(
-            "SELECT source_path, position, doc_id, chunk_id, text FROM live_chunks "
-            "WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))", [[ids[i] for i in top]])}
+        by_id = {
+            r["chunk_id"]: r
+            for r in self.rows(
+                "SELECT source_path, position, doc_id, chunk_id, text FROM live_chunks "
+                "WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))",
+                [[ids[i] for i in top]],
+            )
+        }
         return [Hit(float(scores[i]), **by_id[ids[i]]) for i in top if ids[i] in by_id]
 
     def _glob_mask(self, pattern: str, n: int) -> np.ndarray:
@@ -213,12 +228,17 @@ class OutputData:
             self.con.execute(
                 f"CREATE OR REPLACE VIEW chunks AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector FROM live_chunks l "
                 f"JOIN (SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key) "
-                "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1" if parts else
-                f"CREATE OR REPLACE VIEW chunks AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0")
+                "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1"
+                if parts
+                else f"CREATE OR REPLACE VIEW chunks AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0"
+            )
             build_matrix(self.con, vec_path, ids_path, dim)  # reads self.con's ``chunks``, as from a Snapshot
         size = vec_path.stat().st_size
-        vectors = (np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim) if size
-                   else np.zeros((0, dim), dtype=np.float32))
+        vectors = (
+            np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
+            if size
+            else np.zeros((0, dim), dtype=np.float32)
+        )
         with pa.memory_map(str(ids_path)) as src:
             ids = pa.ipc.open_file(src).read_all().column("chunk_id").to_pylist()
         return vectors, ids, {c: i for i, c in enumerate(ids)}
@@ -260,23 +280,33 @@ class OutputData:
     def gallery_facets(self) -> dict[str, list[str]]:
         """Values offered in the gallery's filter menus."""
         sql = self._gallery_sql()
-        return {col: [r["v"] for r in self.rows(f"SELECT DISTINCT {col} AS v FROM ({sql}) WHERE {col} IS NOT NULL ORDER BY 1")]
-                for col in ("run_id", "task_type", "status")}
+        return {
+            col: [
+                r["v"] for r in self.rows(f"SELECT DISTINCT {col} AS v FROM ({sql}) WHERE {col} IS NOT NULL ORDER BY 1")
+            ]
+            for col in ("run_id", "task_type", "status")
+        }
 
     def image(self, row_id: str, n: int) -> dict[str, Any] | None:
         rows = self.rows(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id = ? AND n = ?", [row_id, n])
         return rows[0] if rows else None
 
     def row_errors(self, key: str) -> list[dict[str, Any]]:
-        rows = self.rows("SELECT run_id, stage, line, status, kind, message, retryable, created_at FROM errors "
-                         "WHERE key = ? ORDER BY created_at DESC", [key])
+        rows = self.rows(
+            "SELECT run_id, stage, line, status, kind, message, retryable, created_at FROM errors "
+            "WHERE key = ? ORDER BY created_at DESC",
+            [key],
+        )
         for r in rows:
             r["message"] = public_path(r["message"])
         return rows
 
     def failed_row(self, key: str) -> dict[str, Any] | None:
-        rows = self.rows("SELECT doc_id AS id, key, line FROM errors WHERE key = ? AND stage = 'render' "
-                         "ORDER BY created_at DESC LIMIT 1", [key])
+        rows = self.rows(
+            "SELECT doc_id AS id, key, line FROM errors WHERE key = ? AND stage = 'render' "
+            "ORDER BY created_at DESC LIMIT 1",
+            [key],
+        )
         return rows[0] if rows else None
 
     def image_file(self, name: str) -> tuple[Path, str] | None:
@@ -302,9 +332,11 @@ class OutputData:
 
     def failures(self, offset: int, limit: int) -> Page:
         """Dead letters: the newest terminal failure of each key that has not succeeded since."""
-        sql = ("SELECT * FROM errors WHERE NOT coalesce(retryable, false) AND key IS NOT NULL "
-               "AND key NOT IN (SELECT key FROM images) "
-               "QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC) = 1")
+        sql = (
+            "SELECT * FROM errors WHERE NOT coalesce(retryable, false) AND key IS NOT NULL "
+            "AND key NOT IN (SELECT key FROM images) "
+            "QUALIFY row_number() OVER (PARTITION BY key ORDER BY created_at DESC) = 1"
+        )
         rows = self.rows(f"SELECT * FROM ({sql}) ORDER BY created_at DESC, key LIMIT ? OFFSET ?", [limit, offset])
         for r in rows:
             r["message"] = public_path(r["message"])

@@ -31,10 +31,15 @@ from quant_batch.ui.thumbs import thumbnail
 
 PER_PAGE = 48
 PageNo = Annotated[int, Query(alias="page", ge=1, le=1_000_000)]
-CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; base-uri 'none'; "
-       "frame-ancestors 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+CSP = (
+    "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 def _when(ts: float | None) -> str:
@@ -74,8 +79,10 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
     without one, a client is built from ``QUANT_*`` on the first search."""
     folders = {name: OutputData(root, name) for name, root in out_names([Path(o) for o in outs])}
     # how replay commands name a folder: as the user typed it, unless that is a machine path
-    shown = {name: (str(o) if not Path(o).is_absolute() else name)
-             for (name, _), o in zip(out_names([Path(o) for o in outs]), outs, strict=True)}
+    shown = {
+        name: (str(o) if not Path(o).is_absolute() else name)
+        for (name, _), o in zip(out_names([Path(o) for o in outs]), outs, strict=True)
+    }
     searcher = _Searcher(client)
     env = _templates()
 
@@ -144,13 +151,22 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
         return render("document.html", data, "documents", doc_id=id, chunks=chunks)
 
     @app.get("/o/{name}/images", response_class=HTMLResponse)
-    def images(name: str, page_no: PageNo = 1, run_id: str = "", task_type: str = "", status: str = "",
-               q: str = "") -> HTMLResponse:
+    def images(
+        name: str, page_no: PageNo = 1, run_id: str = "", task_type: str = "", status: str = "", q: str = ""
+    ) -> HTMLResponse:
         data, p = folder(name), _paging(page_no)
         filters = {"run_id": run_id, "task_type": task_type, "status": status, "q": q}
         items = data.gallery(filters, p * PER_PAGE, PER_PAGE)
-        return render("images.html", data, "images", items=items, filters=filters, facets=data.gallery_facets(),
-                    page_no=p + 1, pages=_pages(items.total))
+        return render(
+            "images.html",
+            data,
+            "images",
+            items=items,
+            filters=filters,
+            facets=data.gallery_facets(),
+            page_no=p + 1,
+            pages=_pages(items.total),
+        )
 
     @app.get("/o/{name}/image", response_class=HTMLResponse)
     def image(name: str, id: str, n: int = 0) -> HTMLResponse:
@@ -158,8 +174,15 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
         row = data.image(id, n)
         if row is None:
             raise HTTPException(404)
-        return render("image.html", data, "images", row=row, manifest=manifest_row(row), errors=data.row_errors(row["key"]),
-                    inputs=_input_images(row))
+        return render(
+            "image.html",
+            data,
+            "images",
+            row=row,
+            manifest=manifest_row(row),
+            errors=data.row_errors(row["key"]),
+            inputs=_input_images(row),
+        )
 
     @app.get("/o/{name}/failed", response_class=HTMLResponse)
     def failed(name: str, key: str) -> HTMLResponse:
@@ -196,8 +219,9 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
         if found is None:
             raise HTTPException(404)
         # named by the image's sha256: a re-rendered image gets a new thumbnail
-        return FileResponse(thumbnail(data.cache, *found), media_type="image/jpeg",
-                            headers={"Cache-Control": "private, max-age=86400"})
+        return FileResponse(
+            thumbnail(data.cache, *found), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+        )
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> PlainTextResponse:
@@ -228,14 +252,22 @@ def _input_images(row: dict) -> list[str]:
     names: list[str] = []
     for v in json.loads(row.get("params") or "{}").values():
         values = v if isinstance(v, list) else [v]
-        names += [public_path(x) for x in values if isinstance(x, str) and x.lower().endswith((".png", ".jpg", ".jpeg"))]
+        names += [
+            public_path(x) for x in values if isinstance(x, str) and x.lower().endswith((".png", ".jpg", ".jpeg"))
+        ]
     return names
 
 
 def _run_view(run: dict) -> dict:
     stats = run.get("stats") or {}
-    work, unit = next(((stats[k], u) for k, u in (("embedded", "vectors"), ("images", "images"), ("answered", "answers"))
-                       if isinstance(stats.get(k), int)), (run.get("api_calls") or 0, "calls"))
+    work, unit = next(
+        (
+            (stats[k], u)
+            for k, u in (("embedded", "vectors"), ("images", "images"), ("answered", "answers"))
+            if isinstance(stats.get(k), int)
+        ),
+        (run.get("api_calls") or 0, "calls"),
+    )
     wall = run.get("wall_s") or 0
     counts = {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool) and v}
     return {**run, "work": work, "unit": unit, "rate": (work / wall) if wall else None, "counts": counts}

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from quant_batch.errors import ConfigError
 
-REMOTE_WARNING = ("warning: serving on {host}, reachable from other machines. The page has no login: "
-                  "anyone who can reach this port can read these outputs and spend API credit on searches.")
+REMOTE_WARNING = (
+    "warning: serving on {host}, reachable from other machines. The page has no login: "
+    "anyone who can reach this port can read these outputs and spend API credit on searches."
+)
 
 
 def is_loopback(host: str) -> bool:

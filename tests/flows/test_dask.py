@@ -14,8 +14,12 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def test_dask_run_equals_single_process_run(tmp_path, client, api_env):
-    base = {"sources": [{"path": str(SAMPLE_CORPUS)}], "batch_size": 20, "concurrency": 2,
-            "chunking": {"max_chars": 600, "overlap_chars": 80, "min_chars": 150}}
+    base = {
+        "sources": [{"path": str(SAMPLE_CORPUS)}],
+        "batch_size": 20,
+        "concurrency": 2,
+        "chunking": {"max_chars": 600, "overlap_chars": 80, "min_chars": 150},
+    }
     local = parse_config(CorpusConfig, {**base, "out": str(tmp_path / "local")}, source="test")
     run_corpus(local, client)
 
@@ -24,10 +28,15 @@ def test_dask_run_equals_single_process_run(tmp_path, client, api_env):
         f"sources: [{{path: '{SAMPLE_CORPUS}'}}]\nout: '{tmp_path / 'dask'}'\nbatch_size: 20\nconcurrency: 2\n"
         "chunking: {max_chars: 600, overlap_chars: 80, min_chars: 150}\ntask_runner: dask\ndask_workers: 2\n"
     )
-    cfg = parse_config(CorpusConfig, {**base, "out": str(tmp_path / "dask"), "task_runner": "dask", "dask_workers": 2}, source="t")
+    cfg = parse_config(
+        CorpusConfig, {**base, "out": str(tmp_path / "dask"), "task_runner": "dask", "dask_workers": 2}, source="t"
+    )
     summary = flow_for(cfg)(str(cfg_path))
     assert summary["status"] == "completed", summary["reason"]
     sql = "SELECT chunk_id, key, doc_id, position, vector FROM chunks ORDER BY chunk_id"
     assert query(tmp_path / "dask", sql) == query(tmp_path / "local", sql)
     # parts were written by the worker processes, loaded by the flow's single writer
-    assert query(tmp_path / "dask", "SELECT count(*) FROM _parts WHERE kind = 'vectors'")[0][0] == summary["stats"]["batches"]
+    assert (
+        query(tmp_path / "dask", "SELECT count(*) FROM _parts WHERE kind = 'vectors'")[0][0]
+        == summary["stats"]["batches"]
+    )

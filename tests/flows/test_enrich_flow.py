@@ -15,8 +15,10 @@ def test_enrich_flow_fills_the_table_and_reruns_for_free(tmp_path, client, api_e
     index = tmp_path / "index"
     assert run_corpus(corpus_config(SAMPLE_CORPUS, index), client).status == "completed"
     cfg = tmp_path / "enrich.yaml"
-    cfg.write_text(f"catalog: '{index}'\nsource: chunks\ntemplate: 'Keywords of: {{{{ text }}}}'\n"
-                   "json_schema: {type: object, properties: {keywords: {type: array, items: {type: string}}}}\n")
+    cfg.write_text(
+        f"catalog: '{index}'\nsource: chunks\ntemplate: 'Keywords of: {{{{ text }}}}'\n"
+        "json_schema: {type: object, properties: {keywords: {type: array, items: {type: string}}}}\n"
+    )
     api_env.reset()
     summary = enrich(str(cfg))
     n = query(index, "SELECT count(*) FROM live_chunks")[0][0]

@@ -40,13 +40,34 @@ def _build_wheel(tmp: Path) -> Path:
 def _venv(tmp: Path, wheel: Path) -> Path:
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    site = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     # the dependencies of this test venv, after the new venv's own site-packages (plain paths: the
     # editable quant_batch of this checkout is a .pth hook there, which a .pth line does not run)
     (site / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps",
-                    "--no-index", "-q", str(wheel)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return venv
 
 
@@ -75,8 +96,11 @@ def test_installed_wheel_in_a_user_project(tmp_path, api_env):
         return subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
     # the package, its data and its flows come from the venv, not from this checkout
-    where = run(str(bin_ / "python"), "-c", "import quant_batch, quant_batch.flows.embed_corpus as f; "
-                "print(quant_batch.__file__); print(f.__file__)")
+    where = run(
+        str(bin_ / "python"),
+        "-c",
+        "import quant_batch, quant_batch.flows.embed_corpus as f; print(quant_batch.__file__); print(f.__file__)",
+    )
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
 
@@ -89,15 +113,21 @@ def test_installed_wheel_in_a_user_project(tmp_path, api_env):
     assert len(list((project / "demo-out" / "renders").glob("*.png"))) >= 10
 
     # the user's own flows package wins, and the wheel brought none
-    spec = run(str(bin_ / "python"), "-c", "import importlib.util as u; s = u.find_spec('flows'); "
-               "print(s.origin); import flows; print(flows.USER_FLOWS)")
+    spec = run(
+        str(bin_ / "python"),
+        "-c",
+        "import importlib.util as u; s = u.find_spec('flows'); print(s.origin); import flows; print(flows.USER_FLOWS)",
+    )
     assert spec.stdout.split() == [str(project / "flows" / "__init__.py"), "True"], spec.stdout + spec.stderr
     alone = run(str(bin_ / "python"), "-I", "-c", "import importlib.util as u; print(u.find_spec('flows'))")
     assert alone.stdout.strip() == "None", alone.stdout
 
     # against the test emulator: a spend cap that stops after the first batches
-    env.update(QUANT_API_KEY=os.environ["QUANT_API_KEY"], QUANT_ORGANIZATION=os.environ["QUANT_ORGANIZATION"],
-               QUANT_BASE_URL=os.environ["QUANT_BASE_URL"])
+    env.update(
+        QUANT_API_KEY=os.environ["QUANT_API_KEY"],
+        QUANT_ORGANIZATION=os.environ["QUANT_ORGANIZATION"],
+        QUANT_BASE_URL=os.environ["QUANT_BASE_URL"],
+    )
     (project / "capped.yaml").write_text(json.dumps({"sources": [{"path": "docs"}], "out": "capped", "batch_size": 10}))
     res = run("quant-batch", "embed", "capped.yaml", "--max-cost", "0.0001", "--json")
     assert res.returncode == 1, res.stdout + res.stderr

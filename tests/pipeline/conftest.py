@@ -28,7 +28,11 @@ def query(out: Path, sql: str, params: list | None = None) -> list[tuple]:
 
 
 def corpus_config(corpus: Path, out: Path, **kw) -> CorpusConfig:
-    data = {"sources": [{"path": str(corpus)}], "out": str(out), "chunking": {"max_chars": 600, "overlap_chars": 80, "min_chars": 150}}
+    data = {
+        "sources": [{"path": str(corpus)}],
+        "out": str(out),
+        "chunking": {"max_chars": 600, "overlap_chars": 80, "min_chars": 150},
+    }
     data.update(kw)
     return parse_config(CorpusConfig, data, source="test")
 

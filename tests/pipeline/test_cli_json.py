@@ -120,8 +120,16 @@ def test_no_prefect_api_runs_in_process_and_tables_keep_ids_whole(tmp_path, api_
 
 def test_dask_cluster_without_prefect_api_is_exit_2(tmp_path, api_env):
     cfg = tmp_path / "corpus.yaml"
-    cfg.write_text(json.dumps({"sources": [{"path": str(SAMPLE / "corpus")}], "out": str(tmp_path / "i"),
-                               "task_runner": "dask", "dask_address": "tcp://127.0.0.1:9"}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "sources": [{"path": str(SAMPLE / "corpus")}],
+                "out": str(tmp_path / "i"),
+                "task_runner": "dask",
+                "dask_address": "tcp://127.0.0.1:9",
+            }
+        )
+    )
     res = subprocess.run([*QB, "embed", str(cfg)], env=_clean_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "dask_address" in res.stderr and "PREFECT_API_URL" in res.stderr
@@ -137,10 +145,17 @@ def test_prefect_api_detection(tmp_path, source):
         extra["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
     elif source == "profile":
         (home / "profiles.toml").write_text(
-            'active = "team"\n\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n')
+            'active = "team"\n\n[profiles.team]\nPREFECT_API_URL = "http://127.0.0.1:9/api"\n'
+        )
     code = "from quant_batch.runs.runner import choose_runner as c, prefect_api_url as u; print(u(), c(None))"
-    res = subprocess.run([sys.executable, "-c", code], env=_clean_env(tmp_path, **extra), cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_clean_env(tmp_path, **extra),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     expected = "None in-process" if source == "none" else "http://127.0.0.1:9/api prefect"
     assert res.stdout.strip() == expected

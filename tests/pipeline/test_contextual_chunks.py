@@ -13,10 +13,13 @@ def _chunks(out: Path) -> dict[str, tuple]:
 
     Parts store a key's vector, not its text: the embedded text is the live chunk's context and text.
     """
-    (table,), = query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")
-    rows = query(out, "SELECT l.chunk_id, l.doc_id, l.text, l.context, l.key, "
-                      "coalesce(l.context || chr(10) || chr(10), '') || l.text, v.vector FROM live_chunks l "
-                      f"JOIN {table} v USING (key)")
+    ((table,),) = query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")
+    rows = query(
+        out,
+        "SELECT l.chunk_id, l.doc_id, l.text, l.context, l.key, "
+        "coalesce(l.context || chr(10) || chr(10), '') || l.text, v.vector FROM live_chunks l "
+        f"JOIN {table} v USING (key)",
+    )
     return {r[0]: r[1:] for r in rows}
 
 
@@ -61,5 +64,9 @@ def test_enabling_contextual_chunks_changes_exactly_the_affected_chunks(corpus, 
     emulator.reset()
     off = run_corpus(corpus_config(corpus, out), client)
     assert api_calls(emulator, "chat") == 0
-    assert off.stats["embedded"] == emulator.stats()["texts_embedded"] <= sum(1 for v in after.values() if v[0] in edited_doc)
+    assert (
+        off.stats["embedded"]
+        == emulator.stats()["texts_embedded"]
+        <= sum(1 for v in after.values() if v[0] in edited_doc)
+    )
     assert query(out, "SELECT count(*) FROM live_chunks WHERE context IS NOT NULL")[0][0] == 0

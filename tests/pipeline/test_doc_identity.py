@@ -23,8 +23,11 @@ def two_readmes(tmp_path):
     (tmp_path / "dupB").mkdir()
     (tmp_path / "dupA" / "README.md").write_text(ALPHA)
     (tmp_path / "dupB" / "README.md").write_text(BETA)
-    return corpus_config(tmp_path / "dupA", tmp_path / "out",
-                         sources=[{"path": str(tmp_path / "dupA")}, {"path": str(tmp_path / "dupB")}])
+    return corpus_config(
+        tmp_path / "dupA",
+        tmp_path / "out",
+        sources=[{"path": str(tmp_path / "dupA")}, {"path": str(tmp_path / "dupB")}],
+    )
 
 
 def test_same_file_name_in_two_sources_stays_two_documents(tmp_path, client, emulator):
@@ -67,8 +70,11 @@ def test_index_with_old_unqualified_ids_migrates_without_embedding(tmp_path, cli
 def test_overlapping_folder_sources_are_refused(tmp_path, inner):
     (tmp_path / "docs" / "sub").mkdir(parents=True)
     with pytest.raises(ConfigError, match="inside source folder"):
-        corpus_config(tmp_path / "docs", tmp_path / "out",
-                      sources=[{"path": str(tmp_path / "docs")}, {"path": str(tmp_path / "docs" / inner), "name": "x"}])
+        corpus_config(
+            tmp_path / "docs",
+            tmp_path / "out",
+            sources=[{"path": str(tmp_path / "docs")}, {"path": str(tmp_path / "docs" / inner), "name": "x"}],
+        )
 
 
 def test_two_sources_with_one_label_need_a_name(tmp_path):

@@ -264,8 +264,11 @@ def test_replay_never_starts_a_fresh_run(tmp_path, api_env, monkeypatch):
     (docs / "a.txt").write_text("Some text worth paying for.")
     monkeypatch.chdir(tmp_path)  # the default output folder, data/index, is relative
     runner = CliRunner()
-    for argv in (["replay", str(docs)], ["replay", str(docs), "--out", str(tmp_path / "empty")],
-                 ["replay", str(docs), "--run", "embed-20240101T000000-abcdef"]):
+    for argv in (
+        ["replay", str(docs)],
+        ["replay", str(docs), "--out", str(tmp_path / "empty")],
+        ["replay", str(docs), "--run", "embed-20240101T000000-abcdef"],
+    ):
         (tmp_path / "empty").mkdir(exist_ok=True)
         res = runner.invoke(app, [*argv, "--no-prefect"])
         assert res.exit_code == 2, res.output
@@ -281,12 +284,19 @@ def _docs(folder: Path, names: list[str]) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("names, include, expected", [
-    ([], None, "matched 0 documents; the folder holds no files"),
-    (["a.xyz", "b.xyz", "c.bin"], None, "matched 0 documents; skipped 3 files: .xyz 2, .bin 1 (unsupported)"),
-    (["a.md", "b.md", "c.bin"], ["*.rst"],
-     "matched 0 documents; skipped 3 files: .bin 1 (unsupported); .md 2 (not matched by include/exclude)"),
-], ids=["empty", "unsupported", "include-matches-nothing"])
+@pytest.mark.parametrize(
+    "names, include, expected",
+    [
+        ([], None, "matched 0 documents; the folder holds no files"),
+        (["a.xyz", "b.xyz", "c.bin"], None, "matched 0 documents; skipped 3 files: .xyz 2, .bin 1 (unsupported)"),
+        (
+            ["a.md", "b.md", "c.bin"],
+            ["*.rst"],
+            "matched 0 documents; skipped 3 files: .bin 1 (unsupported); .md 2 (not matched by include/exclude)",
+        ),
+    ],
+    ids=["empty", "unsupported", "include-matches-nothing"],
+)
 def test_zero_matched_documents_is_exit_2_and_records_no_run(tmp_path, api_env, names, include, expected):
     from typer.testing import CliRunner
 

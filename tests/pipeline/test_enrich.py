@@ -68,16 +68,26 @@ def test_documents_with_a_schema_become_typed_columns_and_rerun_for_free(index, 
     assert _chat_calls(emulator) == n == summary.api_calls
     types = {r[0]: r[1] for r in query(index, "DESCRIBE enrich_summaries")}
     assert {k: types[k] for k in SCHEMA["properties"]} == {
-        "summary": "VARCHAR", "keywords": "JSON", "words": "BIGINT", "score": "DOUBLE", "faq": "BOOLEAN", "meta": "JSON",
+        "summary": "VARCHAR",
+        "keywords": "JSON",
+        "words": "BIGINT",
+        "score": "DOUBLE",
+        "faq": "BOOLEAN",
+        "meta": "JSON",
     }
     assert types["truncated"] == "BOOLEAN" and types["input_tokens"] == "BIGINT"
-    rows = query(index, "SELECT key, summary, json_array_length(keywords), truncated, finish_reason, input_tokens, "
-                        "output_tokens, request_id, model, run_id FROM enrich_summaries")
+    rows = query(
+        index,
+        "SELECT key, summary, json_array_length(keywords), truncated, finish_reason, input_tokens, "
+        "output_tokens, request_id, model, run_id FROM enrich_summaries",
+    )
     assert {r[0] for r in rows} == {r[0] for r in query(index, "SELECT doc_id FROM documents")}
     for _key, text, kw, truncated, finish, ins, outs, rid, model, run_id in rows:
         assert text and kw >= 1 and truncated is False and finish == "stop"
         assert ins > 0 and outs > 0 and rid and model == "amazon.nova-lite-v1:0" and run_id == summary.run_id
-    run = query(index, "SELECT kind, status, api_calls, cost_usd, stats FROM runs WHERE run_id = ?", [summary.run_id])[0]
+    run = query(index, "SELECT kind, status, api_calls, cost_usd, stats FROM runs WHERE run_id = ?", [summary.run_id])[
+        0
+    ]
     assert run[:3] == ("enrich", "completed", n) and run[3] > 0
     assert json.loads(run[4])["input_tokens"] == summary.stats["input_tokens"] > 0
 
@@ -149,8 +159,9 @@ def test_length_finish_is_stored_as_truncated_and_flagged(index, client, emulato
 
     assert summary.status == "errors" and "truncated" in summary.reason
     assert summary.stats["truncated"] == n and summary.errors == 0 and _chat_calls(emulator) == n
-    assert query(index, "SELECT count(*) FILTER (truncated), count(*) FILTER (finish_reason = 'length') "
-                        "FROM enrich_notes")[0] == (n, n)
+    assert query(
+        index, "SELECT count(*) FILTER (truncated), count(*) FILTER (finish_reason = 'length') FROM enrich_notes"
+    )[0] == (n, n)
     assert {r[0] for r in query(index, "DESCRIBE enrich_notes")} >= {"text", "truncated"}
     # with a schema a cut-off JSON answer is kept (raw) and flagged, never sent for repair
     emulator.reset()  # clears faults too
@@ -166,8 +177,10 @@ def test_length_finish_is_stored_as_truncated_and_flagged(index, client, emulato
 
 def test_image_captions_for_a_render_run(tmp_path, api_env, client):
     manifest = tmp_path / "prompts.jsonl"
-    rows = [{"id": "fox", "prompt": "A red fox in the snow", "width": 320, "height": 320, "seed": 1},
-            {"id": "boat", "prompt": "A sailing boat at dusk", "width": 320, "height": 320, "seed": 2}]
+    rows = [
+        {"id": "fox", "prompt": "A red fox in the snow", "width": 320, "height": 320, "seed": 1},
+        {"id": "boat", "prompt": "A sailing boat at dusk", "width": 320, "height": 320, "seed": 2},
+    ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     renders = tmp_path / "renders"
     with build_client(ApiConfig(max_attempts=3), RateLimits(), pool_size=2, images=True) as image_client:
@@ -175,8 +188,15 @@ def test_image_captions_for_a_render_run(tmp_path, api_env, client):
         assert render_manifest(cfg, image_client).status == "completed"
     api_env.reset()
 
-    summary = enrich_table(_cfg(renders, source="images", name="captions",
-                                template="Write a one-line caption for this image. Prompt was: {{ prompt }}"), client)
+    summary = enrich_table(
+        _cfg(
+            renders,
+            source="images",
+            name="captions",
+            template="Write a one-line caption for this image. Prompt was: {{ prompt }}",
+        ),
+        client,
+    )
     assert summary.status == "completed", summary.reason
     stats = api_env.stats()
     assert stats["by_endpoint"]["chat"] == {"200": 2}  # the emulator validated the image blocks
@@ -196,8 +216,18 @@ def test_sql_source_plan_and_spend_cap(index, client, emulator):
     assert _chat_calls(emulator) == 0
 
     per_row = dry["estimated_cost_usd"] / n
-    capped = enrich_table(_cfg(index, source=sql, template="Title for: {{ text }}", name="titles", max_tokens=200,
-                               max_cost=per_row * 2.5, concurrency=1), client)
+    capped = enrich_table(
+        _cfg(
+            index,
+            source=sql,
+            template="Title for: {{ text }}",
+            name="titles",
+            max_tokens=200,
+            max_cost=per_row * 2.5,
+            concurrency=1,
+        ),
+        client,
+    )
     assert capped.status == "partial" and 0 < capped.stats["enriched"] < n and capped.cost_usd <= per_row * 2.5
     rest = enrich_table(cfg, client)
     assert rest.status == "completed" and rest.stats["enriched"] == n - capped.stats["enriched"]

@@ -31,6 +31,8 @@ def test_dimension_change_switches_only_when_complete(corpus, tmp_path, client, 
     assert done.status == "completed" and done.stats["generation_active"] is True
     assert query(out, "SELECT typeof(vector), count(*) FROM chunks GROUP BY 1") == [("FLOAT[512]", n_chunks)]
     # both generations' vectors are still on disk and in the catalog
-    tables = {r[0] for r in query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")}
+    tables = {
+        r[0] for r in query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")
+    }
     assert len(tables) == 2
     assert search(out, "opening hours", client, k=1)[0].source_path == "corpus/library/opening-hours.md"

@@ -10,9 +10,27 @@ from quant_batch.query.search import search
 from .conftest import api_calls, corpus_config
 
 ROWS = [
-    {"id": "a1", "text": "The harbour ferry leaves at nine every morning in summer.", "lang": "en", "team": "ops", "n": 3},
-    {"id": "a2", "text": "Le ferry du port part à neuf heures chaque matin en été.", "lang": "fr", "team": "ops", "n": 4},
-    {"id": "a3", "text": "The harbour ferry timetable changes in winter to ten o'clock.", "lang": "en", "team": "web", "n": 3},
+    {
+        "id": "a1",
+        "text": "The harbour ferry leaves at nine every morning in summer.",
+        "lang": "en",
+        "team": "ops",
+        "n": 3,
+    },
+    {
+        "id": "a2",
+        "text": "Le ferry du port part à neuf heures chaque matin en été.",
+        "lang": "fr",
+        "team": "ops",
+        "n": 4,
+    },
+    {
+        "id": "a3",
+        "text": "The harbour ferry timetable changes in winter to ten o'clock.",
+        "lang": "en",
+        "team": "web",
+        "n": 3,
+    },
 ]
 
 
@@ -23,10 +41,14 @@ def _setup(tmp_path):
     docs = tmp_path / "notes"
     docs.mkdir()
     (docs / "ferry.md").write_text("Ferry notes: the harbour ferry also runs on public holidays.\n")
-    return corpus_config(docs, tmp_path / "out", sources=[
-        {"path": str(docs)},
-        {"table": str(table), "metadata_columns": ["lang", "team", "n"]},
-    ])
+    return corpus_config(
+        docs,
+        tmp_path / "out",
+        sources=[
+            {"path": str(docs)},
+            {"table": str(table), "metadata_columns": ["lang", "team", "n"]},
+        ],
+    )
 
 
 def test_hits_carry_metadata_and_filters_narrow_them(tmp_path, client):

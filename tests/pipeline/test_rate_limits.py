@@ -32,7 +32,9 @@ def test_two_runs_share_one_limit(tmp_path, api_env):
     rps = 4
     limits = {"rate_limits": {"requests_per_minute": rps * 60}}
     cfgs = [
-        corpus_config(_docs(tmp_path / f"c{k}", 24, f"run{k}"), tmp_path / f"out{k}", batch_size=2, concurrency=4, **limits)
+        corpus_config(
+            _docs(tmp_path / f"c{k}", 24, f"run{k}"), tmp_path / f"out{k}", batch_size=2, concurrency=4, **limits
+        )
         for k in range(2)
     ]
     results = []
@@ -54,8 +56,13 @@ def test_two_runs_share_one_limit(tmp_path, api_env):
 
 def test_adaptive_backoff_converges_below_the_service_limit(tmp_path, api_env):
     api_env.set_faults(rate_limit_rps=5, retry_after=False)  # like Bedrock: no Retry-After
-    cfg = corpus_config(_docs(tmp_path / "c", 80, "x"), tmp_path / "out", batch_size=1, concurrency=6,
-                        rate_limits={"requests_per_minute": 600})
+    cfg = corpus_config(
+        _docs(tmp_path / "c", 80, "x"),
+        tmp_path / "out",
+        batch_size=1,
+        concurrency=6,
+        rate_limits={"requests_per_minute": 600},
+    )
     with build_client(ApiConfig(max_attempts=10), RateLimits(requests_per_minute=600), pool_size=6) as client:
         summary = run_corpus(cfg, client)
         limiter = client.rate_limiter

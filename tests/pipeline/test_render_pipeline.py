@@ -39,8 +39,9 @@ def _write_manifest(folder: Path, rows: list, name: str = "prompts.jsonl") -> Pa
 
 
 def _config(manifest: Path, out: Path, **kw) -> RenderConfig:
-    return parse_config(RenderConfig, {"manifest": str(manifest), "out": str(out), "concurrency": 4, **kw},
-                        source="test")
+    return parse_config(
+        RenderConfig, {"manifest": str(manifest), "out": str(out), "concurrency": 4, **kw}, source="test"
+    )
 
 
 def _t2i(row_id: str, prompt: str, **kw) -> dict:
@@ -61,30 +62,79 @@ def _image_calls(emulator) -> int:
 
 @pytest.fixture
 def image_client(api_env):
-    with build_client(ApiConfig(image_timeout=20, max_attempts=4, max_retry_seconds=20), RateLimits(),
-                      pool_size=4, images=True) as c:
+    with build_client(
+        ApiConfig(image_timeout=20, max_attempts=4, max_retry_seconds=20), RateLimits(), pool_size=4, images=True
+    ) as c:
         yield c
 
 
 TASK_ROWS = [
     _t2i("plain", "A lighthouse on a rocky coast at dawn", seed=42),
     _t2i("styled", "A red fox in a snowy birch forest", style="SOFT_DIGITAL_PAINTING", width=384, seed=7),
-    _t2i("conditioned", "A stone cottage in a meadow", conditionImage="images/house_sketch.png",
-         controlMode="CANNY_EDGE", controlStrength=0.8, seed=3),
-    {"id": "palette", "task": "COLOR_GUIDED_GENERATION", "prompt": "Desert dunes poster",
-     "colors": ["#E76F51", "#2A9D8F"], "referenceImage": "images/palette.png", "width": 320, "height": 320, "seed": 5},
-    {"id": "variation", "task": "IMAGE_VARIATION", "prompt": "A coffee mug", "images": ["images/mug.png"],
-     "similarityStrength": 0.7, "width": 320, "height": 320, "seed": 6},
-    {"id": "inpaint-prompt", "task": "INPAINTING", "image": "images/mug.png", "maskPrompt": "the coffee",
-     "prompt": "latte art", "seed": 8},
-    {"id": "inpaint-mask", "task": "INPAINTING", "image": "images/mug.png",
-     "maskImage": "images/mug_background_mask.png", "prompt": "a bright kitchen", "seed": 9},
-    {"id": "outpaint", "taskType": "OUTPAINTING", "outPaintingParams": {
-        "image": "images/mug.png", "maskPrompt": "the mug", "text": "a cafe counter", "outPaintingMode": "PRECISE"},
-     "imageGenerationConfig": {"seed": 10}},
+    _t2i(
+        "conditioned",
+        "A stone cottage in a meadow",
+        conditionImage="images/house_sketch.png",
+        controlMode="CANNY_EDGE",
+        controlStrength=0.8,
+        seed=3,
+    ),
+    {
+        "id": "palette",
+        "task": "COLOR_GUIDED_GENERATION",
+        "prompt": "Desert dunes poster",
+        "colors": ["#E76F51", "#2A9D8F"],
+        "referenceImage": "images/palette.png",
+        "width": 320,
+        "height": 320,
+        "seed": 5,
+    },
+    {
+        "id": "variation",
+        "task": "IMAGE_VARIATION",
+        "prompt": "A coffee mug",
+        "images": ["images/mug.png"],
+        "similarityStrength": 0.7,
+        "width": 320,
+        "height": 320,
+        "seed": 6,
+    },
+    {
+        "id": "inpaint-prompt",
+        "task": "INPAINTING",
+        "image": "images/mug.png",
+        "maskPrompt": "the coffee",
+        "prompt": "latte art",
+        "seed": 8,
+    },
+    {
+        "id": "inpaint-mask",
+        "task": "INPAINTING",
+        "image": "images/mug.png",
+        "maskImage": "images/mug_background_mask.png",
+        "prompt": "a bright kitchen",
+        "seed": 9,
+    },
+    {
+        "id": "outpaint",
+        "taskType": "OUTPAINTING",
+        "outPaintingParams": {
+            "image": "images/mug.png",
+            "maskPrompt": "the mug",
+            "text": "a cafe counter",
+            "outPaintingMode": "PRECISE",
+        },
+        "imageGenerationConfig": {"seed": 10},
+    },
     {"id": "cutout", "task": "BACKGROUND_REMOVAL", "image": "images/mug_red.png"},
-    {"id": "try-on", "task": "VIRTUAL_TRY_ON", "sourceImage": "images/mug.png", "referenceImage": "images/mug_red.png",
-     "garmentClass": "UPPER_BODY", "seed": 11},
+    {
+        "id": "try-on",
+        "task": "VIRTUAL_TRY_ON",
+        "sourceImage": "images/mug.png",
+        "referenceImage": "images/mug_red.png",
+        "garmentClass": "UPPER_BODY",
+        "seed": 11,
+    },
     _t2i("three", "Three takes on a teapot", numberOfImages=3),
 ]
 
@@ -119,11 +169,14 @@ def test_every_task_type_renders_pngs_that_match_the_catalog(tmp_path, image_cli
 
 
 def test_seeds_are_recorded_and_stay_stable_on_rerun(tmp_path, image_client, emulator):
-    manifest = _write_manifest(tmp_path / "m", [
-        _t2i("fixed", "A teapot", seed=1234),
-        _t2i("random", "A teacup", numberOfImages=3),
-        {"id": "cutout", "task": "BACKGROUND_REMOVAL", "image": "images/mug_red.png"},
-    ])
+    manifest = _write_manifest(
+        tmp_path / "m",
+        [
+            _t2i("fixed", "A teapot", seed=1234),
+            _t2i("random", "A teacup", numberOfImages=3),
+            {"id": "cutout", "task": "BACKGROUND_REMOVAL", "image": "images/mug_red.png"},
+        ],
+    )
     out = tmp_path / "out"
     render_manifest(_config(manifest, out), image_client)
 
@@ -142,22 +195,29 @@ def test_seeds_are_recorded_and_stay_stable_on_rerun(tmp_path, image_client, emu
 
 
 BAD_ROWS = [
-    _t2i("ok-1", "A quiet harbour at dusk"),                                                        # 1
-    _t2i("too-long", "x" * 1025),                                                                   # 2
-    _t2i("too-many", "Five kittens", numberOfImages=6),                                             # 3
-    _t2i("odd-width", "A wide field", width=1000),                                                  # 4
-    _t2i("far-away", "A kangaroo", region="ap-southeast-2"),                                        # 5
+    _t2i("ok-1", "A quiet harbour at dusk"),  # 1
+    _t2i("too-long", "x" * 1025),  # 2
+    _t2i("too-many", "Five kittens", numberOfImages=6),  # 3
+    _t2i("odd-width", "A wide field", width=1000),  # 4
+    _t2i("far-away", "A kangaroo", region="ap-southeast-2"),  # 5
     {"id": "no-input", "task": "INPAINTING", "image": "images/missing.png", "maskPrompt": "the mug"},  # 6
-    _t2i("ok-1", "A different prompt under a used id"),                                             # 7
-    _t2i("unknown", "A barn", colour="red"),                                                        # 8
-    '{"id": "broken", "prompt": ',                                                                  # 9
-    _t2i("../../x", "Escape attempt"),                                                              # 10
-    _t2i("/etc/x", "Absolute escape attempt"),                                                      # 11
-    _t2i("ok-2", "A lighthouse in fog"),                                                            # 12
+    _t2i("ok-1", "A different prompt under a used id"),  # 7
+    _t2i("unknown", "A barn", colour="red"),  # 8
+    '{"id": "broken", "prompt": ',  # 9
+    _t2i("../../x", "Escape attempt"),  # 10
+    _t2i("/etc/x", "Absolute escape attempt"),  # 11
+    _t2i("ok-2", "A lighthouse in fog"),  # 12
 ]
 BAD_FIELDS = {
-    2: "textToImageParams.text", 3: "imageGenerationConfig.numberOfImages", 4: "imageGenerationConfig.width",
-    5: "region", 6: "inPaintingParams.image", 7: "id", 8: "colour", 10: "id", 11: "id",
+    2: "textToImageParams.text",
+    3: "imageGenerationConfig.numberOfImages",
+    4: "imageGenerationConfig.width",
+    5: "region",
+    6: "inPaintingParams.image",
+    7: "id",
+    8: "colour",
+    10: "id",
+    11: "id",
 }
 
 
@@ -222,12 +282,15 @@ def test_rerun_sends_nothing_and_an_edit_renders_only_its_row(tmp_path, image_cl
 
 
 def test_blocked_and_partially_blocked_prompts(tmp_path, image_client, emulator):
-    manifest = _write_manifest(tmp_path / "m", [
-        _t2i("fine", "A sunflower field"),
-        _t2i("blocked", "Something __BLOCKED__ here"),
-        _t2i("partial", "Two pictures __PARTIAL_BLOCK__", numberOfImages=2),
-        _t2i("also-fine", "A windmill"),
-    ])
+    manifest = _write_manifest(
+        tmp_path / "m",
+        [
+            _t2i("fine", "A sunflower field"),
+            _t2i("blocked", "Something __BLOCKED__ here"),
+            _t2i("partial", "Two pictures __PARTIAL_BLOCK__", numberOfImages=2),
+            _t2i("also-fine", "A windmill"),
+        ],
+    )
     out = tmp_path / "out"
     summary = render_manifest(_config(manifest, out), image_client)
 
@@ -281,8 +344,9 @@ def test_a_hung_request_times_out_into_an_error_row_and_renders_next_time(tmp_pa
     manifest = _write_manifest(tmp_path / "m", [_t2i("slow", "A snail on a leaf")])
     out = tmp_path / "out"
     api_env.set_faults(hang_rate=1.0, hang_seconds=2.0, endpoints=["image-generation"], seed=1)
-    with build_client(ApiConfig(image_timeout=0.3, max_attempts=1, max_retry_seconds=5), RateLimits(),
-                      pool_size=4, images=True) as client:
+    with build_client(
+        ApiConfig(image_timeout=0.3, max_attempts=1, max_retry_seconds=5), RateLimits(), pool_size=4, images=True
+    ) as client:
         summary = render_manifest(_config(manifest, out), client)
         _drain_hung_requests(api_env, 1)
         assert summary.status == "errors"
@@ -298,14 +362,17 @@ def test_a_hung_request_times_out_into_an_error_row_and_renders_next_time(tmp_pa
 
 def test_ids_never_write_outside_the_output_folder(tmp_path, image_client, emulator):
     evil = tmp_path / "evil"
-    manifest = _write_manifest(tmp_path / "m", [
-        _t2i("../../x", "Up and out"),
-        _t2i("a/b", "Into a subfolder"),
-        _t2i(str(evil), "Absolute path"),
-        _t2i("..", "Parent"),
-        _t2i("a\\..\\..\\y", "Backslashes"),
-        _t2i("safe", "A safe row"),
-    ])
+    manifest = _write_manifest(
+        tmp_path / "m",
+        [
+            _t2i("../../x", "Up and out"),
+            _t2i("a/b", "Into a subfolder"),
+            _t2i(str(evil), "Absolute path"),
+            _t2i("..", "Parent"),
+            _t2i("a\\..\\..\\y", "Backslashes"),
+            _t2i("safe", "A safe row"),
+        ],
+    )
     out = tmp_path / "out"
     before = _tree(tmp_path, out)
     summary = render_manifest(_config(manifest, out, skip_invalid=True), image_client)
@@ -360,12 +427,15 @@ def _sheet(out: Path) -> _Sheet:
 
 
 def test_contact_sheet_shows_every_image_and_every_failed_row(tmp_path, image_client, emulator):
-    manifest = _write_manifest(tmp_path / "m", [
-        _t2i("pair", "Two <b>bold</b> boats", numberOfImages=2),
-        _t2i("single", "One boat"),
-        _t2i("blocked", "A __BLOCKED__ boat"),
-        _t2i("too-many", "Six boats", numberOfImages=6),
-    ])
+    manifest = _write_manifest(
+        tmp_path / "m",
+        [
+            _t2i("pair", "Two <b>bold</b> boats", numberOfImages=2),
+            _t2i("single", "One boat"),
+            _t2i("blocked", "A __BLOCKED__ boat"),
+            _t2i("too-many", "Six boats", numberOfImages=6),
+        ],
+    )
     out = tmp_path / "out"
     render_manifest(_config(manifest, out, skip_invalid=True), image_client)
 
@@ -443,11 +513,14 @@ def test_rerender_with_fewer_images_removes_the_old_extras(tmp_path, api_env):
 def test_an_answer_with_broken_image_bytes_fails_its_row_only(tmp_path, api_env):
     # a 200 whose base64 decodes to half a PNG: the service sent garbage, so the row's error is
     # retryable, no file is left for it, and the rows after it still render
-    manifest = _write_manifest(tmp_path / "m", [
-        _t2i("before", "A harbour at noon"),
-        _t2i("garbage", "A broken __BAD_IMAGE__ answer"),
-        _t2i("after", "A harbour at dusk"),
-    ])
+    manifest = _write_manifest(
+        tmp_path / "m",
+        [
+            _t2i("before", "A harbour at noon"),
+            _t2i("garbage", "A broken __BAD_IMAGE__ answer"),
+            _t2i("after", "A harbour at dusk"),
+        ],
+    )
     out = tmp_path / "out"
     with build_client(ApiConfig(max_attempts=2), RateLimits(), pool_size=1, images=True) as image_client:
         summary = render_manifest(_config(manifest, out, concurrency=1), image_client)
@@ -468,11 +541,21 @@ def test_an_answer_with_broken_image_bytes_fails_its_row_only(tmp_path, api_env)
 
 def test_outputs_hold_no_machine_paths_and_read_as_text(tmp_path, image_client, emulator):
     # an output folder is published or moved: input images are named relative to the manifest
-    manifest = _write_manifest(tmp_path / "m", [
-        {"id": "variation", "task": "IMAGE_VARIATION", "prompt": "A coffee mug", "images": ["images/mug.png"],
-         "width": 320, "height": 320, "seed": 6},
-        _t2i("plain", "A lighthouse", seed=1),
-    ])
+    manifest = _write_manifest(
+        tmp_path / "m",
+        [
+            {
+                "id": "variation",
+                "task": "IMAGE_VARIATION",
+                "prompt": "A coffee mug",
+                "images": ["images/mug.png"],
+                "width": 320,
+                "height": 320,
+                "seed": 6,
+            },
+            _t2i("plain", "A lighthouse", seed=1),
+        ],
+    )
     out = tmp_path / "out"
     render_manifest(_config(manifest, out), image_client)
 

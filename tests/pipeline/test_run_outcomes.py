@@ -104,8 +104,9 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("base_url", ["closed-port", "http://nonexistent.invalid"])
-def test_unreachable_service_stops_the_run_quickly_and_keeps_work_pending(corpus, tmp_path, api_env, monkeypatch,
-                                                                           base_url):
+def test_unreachable_service_stops_the_run_quickly_and_keeps_work_pending(
+    corpus, tmp_path, api_env, monkeypatch, base_url
+):
     url = f"http://127.0.0.1:{_closed_port()}" if base_url == "closed-port" else base_url
     monkeypatch.setenv("QUANT_BASE_URL", url)
     cfg = corpus_config(corpus, tmp_path / "out")

@@ -24,7 +24,9 @@ def test_matrix_search_equals_duckdb_search(corpus, tmp_path, client, query):
     run_corpus(cfg, client)
     after = search(cfg.out, query, client, k=8, matrix_min_rows=1)
     assert all(h.source_path != "corpus/library/opening-hours.md" for h in after)
-    assert [h.chunk_id for h in after] == [h.chunk_id for h in search(cfg.out, query, client, k=8, matrix_min_rows=10**9)]
+    assert [h.chunk_id for h in after] == [
+        h.chunk_id for h in search(cfg.out, query, client, k=8, matrix_min_rows=10**9)
+    ]
     assert len(list((cfg.out / "state").glob("search-*.f32"))) == 1
 
 

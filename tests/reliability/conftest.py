@@ -23,16 +23,21 @@ from tests.conftest import TEST_ORG, TEST_TOKEN
 REPO = Path(__file__).resolve().parents[2]
 
 # a retry policy that keeps the soak bounded: short backoffs, Retry-After honoured but capped
-FAST_RETRY = RetryPolicy(max_attempts=8, max_elapsed=60.0, backoff_initial=0.02, backoff_max=0.3,
-                         retry_after_cap=1.0)
+FAST_RETRY = RetryPolicy(max_attempts=8, max_elapsed=60.0, backoff_initial=0.02, backoff_max=0.3, retry_after_cap=1.0)
 SHORT_TIMEOUTS = Timeouts(connect=2.0, embeddings=1.0, image_generation=1.5)
 
 _ADJ = "amber brisk calm dusty eager faint gentle hollow icy jolly keen lucid misty noble opal".split()
 _NOUN = "harbour lantern meadow orchard quarry river saddle tunnel valley willow beacon canyon".split()
 
 
-def fast_client(emulator, *, token: str = TEST_TOKEN, timeouts: Timeouts = SHORT_TIMEOUTS,
-                retry: RetryPolicy = FAST_RETRY, pool_size: int = 8) -> QuantClient:
+def fast_client(
+    emulator,
+    *,
+    token: str = TEST_TOKEN,
+    timeouts: Timeouts = SHORT_TIMEOUTS,
+    retry: RetryPolicy = FAST_RETRY,
+    pool_size: int = 8,
+) -> QuantClient:
     settings = ApiSettings.from_env(api_key=token, organization=TEST_ORG, base_url=emulator.base_url)
     return QuantClient(settings, timeouts=timeouts, retry=retry, pool_size=pool_size)
 
@@ -57,15 +62,24 @@ def write_prompt_manifest(path: Path, n: int, *, side: int = 320) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
-            row = {"id": f"img-{i:03d}", "prompt": f"A {_ADJ[i % len(_ADJ)]} {_NOUN[i % len(_NOUN)]} study {i}",
-                   "width": side, "height": side, "seed": 1000 + i}
+            row = {
+                "id": f"img-{i:03d}",
+                "prompt": f"A {_ADJ[i % len(_ADJ)]} {_NOUN[i % len(_NOUN)]} study {i}",
+                "width": side,
+                "height": side,
+                "seed": 1000 + i,
+            }
             fh.write(json.dumps(row) + "\n")
     return path
 
 
 def table_config(table: Path, out: Path, **kw) -> dict:
-    data = {"sources": [{"table": str(table)}], "out": str(out), "dimensions": 256,
-            "chunking": {"max_chars": 600, "overlap_chars": 80, "min_chars": 150}}
+    data = {
+        "sources": [{"table": str(table)}],
+        "out": str(out),
+        "dimensions": 256,
+        "chunking": {"max_chars": 600, "overlap_chars": 80, "min_chars": 150},
+    }
     data.update(kw)
     return data
 
@@ -96,8 +110,9 @@ def assert_no_duplicate_vectors(out: Path) -> None:
     """One row per chunk in the view, one per key in every vectors table, one part row per key."""
     total, chunks, keys = query(out, "SELECT count(*), count(DISTINCT chunk_id), count(DISTINCT key) FROM chunks")[0]
     assert total == chunks, f"{total - chunks} duplicate chunk rows in {out}"
-    tables = [r[0] for r in query(out, "SELECT table_name FROM information_schema.tables "
-                                       "WHERE table_name LIKE 'vectors_%'")]
+    tables = [
+        r[0] for r in query(out, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'")
+    ]
     for t in tables:
         n, distinct = query(out, f"SELECT count(*), count(DISTINCT key) FROM {t}")[0]
         assert n == distinct, f"{n - distinct} duplicate keys in {t}"
@@ -132,8 +147,14 @@ def tree(root: Path) -> set[str]:
 
 def cli_env(emulator, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANT_")}
-    env.update(QUANT_API_KEY=TEST_TOKEN, QUANT_ORGANIZATION=TEST_ORG, QUANT_BASE_URL=emulator.base_url,
-               PYTHONPATH=str(REPO), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env.update(
+        QUANT_API_KEY=TEST_TOKEN,
+        QUANT_ORGANIZATION=TEST_ORG,
+        QUANT_BASE_URL=emulator.base_url,
+        PYTHONPATH=str(REPO),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+    )
     env.update(extra)
     return env
 

@@ -117,8 +117,9 @@ def test_second_run_fails_fast_then_its_rerun_has_nothing_left(setup, tmp_path, 
     first = _start(["embed", str(cfg), "--no-prefect"], env, tmp_path / "first.log")
     _wait_for_lock_holder(out, first)
     started = time.monotonic()
-    second = subprocess.run([*CLI, "embed", str(cfg), "--no-prefect"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
+    second = subprocess.run(
+        [*CLI, "embed", str(cfg), "--no-prefect"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     refused_in = time.monotonic() - started
     assert second.returncode == 2, second.stdout + second.stderr
     message = " ".join(second.stderr.split())
@@ -129,8 +130,9 @@ def test_second_run_fails_fast_then_its_rerun_has_nothing_left(setup, tmp_path, 
     assert first.wait(timeout=120) == 0, (tmp_path / "first.log").read_text()[-2000:]
 
     calls = faulty.stats()["total_requests"]
-    rerun = subprocess.run([*CLI, "embed", str(cfg), "--no-prefect"], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=60)
+    rerun = subprocess.run(
+        [*CLI, "embed", str(cfg), "--no-prefect"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
     assert faulty.stats()["total_requests"] == calls, "the rerun resent chunks the first run had done"
     _assert_consistent(out, expected)
@@ -141,8 +143,14 @@ def test_render_into_a_folder_an_embed_run_holds_is_refused(setup, tmp_path, fau
     manifest = write_prompt_manifest(tmp_path / "prompts.jsonl", 2)
     first = _start(["embed", str(cfg), "--no-prefect"], env, tmp_path / "first.log")
     _wait_for_lock_holder(out, first)
-    render = subprocess.run([*CLI, "render", str(manifest), "--out", str(out), "--no-prefect"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    render = subprocess.run(
+        [*CLI, "render", str(manifest), "--out", str(out), "--no-prefect"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert render.returncode == 2 and "in use by another run" in " ".join(render.stderr.split()), render.stderr
     _speed_up(faulty)
     assert first.wait(timeout=120) == 0
@@ -188,10 +196,13 @@ def test_a_run_waits_for_a_reader_that_holds_the_catalog(setup, tmp_path, faulty
     faulty.set_faults()
     with fast_client(faulty) as c:
         run_corpus(parse_config(CorpusConfig, data, source="test"), c)
-    hold = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "print('open', flush=True); time.sleep(1.5)")
-    reader = subprocess.Popen([sys.executable, "-c", hold, str(out / "catalog.duckdb")], stdout=subprocess.PIPE,
-                              text=True)
+    hold = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print('open', flush=True); time.sleep(1.5)"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", hold, str(out / "catalog.duckdb")], stdout=subprocess.PIPE, text=True
+    )
     assert reader.stdout.readline().strip() == "open"
     with fast_client(faulty) as c:
         summary = run_corpus(parse_config(CorpusConfig, data, source="test"), c)

@@ -75,8 +75,17 @@ def _active_phases(log: Path) -> str:
     return "api-calls" if entered["plan"] else "startup"
 
 
-def _killed_run(cfg: Path, env: dict, log: Path, *, delay: float | None = None, phase: str | None = None,
-                nth: int = 1, plain: bool = False, args: tuple[str, ...] = ("embed",)) -> str | None:
+def _killed_run(
+    cfg: Path,
+    env: dict,
+    log: Path,
+    *,
+    delay: float | None = None,
+    phase: str | None = None,
+    nth: int = 1,
+    plain: bool = False,
+    args: tuple[str, ...] = ("embed",),
+) -> str | None:
     """Start a run and SIGKILL it after ``delay`` s, or once it is inside its ``nth`` ``phase``.
 
     The run is instrumented (phase log, slow I/O) unless ``plain``: then it is exactly
@@ -108,8 +117,9 @@ def _killed_run(cfg: Path, env: dict, log: Path, *, delay: float | None = None, 
 
 
 def _finish(cfg: Path, env: dict) -> subprocess.CompletedProcess:
-    done = subprocess.run([*CLI, "embed", str(cfg), "--no-prefect"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [*CLI, "embed", str(cfg), "--no-prefect"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -218,13 +228,20 @@ def test_kill_a_render_run_then_resume(tmp_path, emulator):
     delay = random.Random(5).uniform(1.0, 2.5)
     active = _killed_run(manifest, env, tmp_path / "render0.log", delay=delay, args=("render", "--out", str(out)))
     KILLS.append(("render", round(delay, 2), active or "finished before the kill"))
-    active = _killed_run(manifest, env, tmp_path / "render1.log", phase="part-write", nth=3,
-                         args=("render", "--out", str(out)))
+    active = _killed_run(
+        manifest, env, tmp_path / "render1.log", phase="part-write", nth=3, args=("render", "--out", str(out))
+    )
     assert active is not None and "part-write" in active, active
     KILLS.append(("render part-write#3", None, active))
     emulator.set_faults()
-    done = subprocess.run([*CLI, "render", str(manifest), "--out", str(out), "--no-prefect"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*CLI, "render", str(manifest), "--out", str(out), "--no-prefect"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert image_snapshot(out) == image_snapshot(clean)
     assert png_files(out) == png_files(clean)

@@ -34,8 +34,14 @@ from tests.reliability.conftest import (
 N_TEXTS, N_IMAGES = 2400, 30  # 120 embedding batches of 20, 30 image requests
 HANG_SECONDS = 2.5
 SOAK = FaultConfig(
-    throttle_rate=0.10, retry_after=True, error_500_rate=0.025, error_503_rate=0.025,
-    drop_rate=0.02, hang_rate=0.01, hang_seconds=HANG_SECONDS, seed=40,
+    throttle_rate=0.10,
+    retry_after=True,
+    error_500_rate=0.025,
+    error_503_rate=0.025,
+    drop_rate=0.02,
+    hang_rate=0.01,
+    hang_seconds=HANG_SECONDS,
+    seed=40,
 )  # seed 40: every fault type occurs in both runs (see _seeded_faults)
 STINGY = RetryPolicy(max_attempts=2, max_elapsed=10.0, backoff_initial=0.01, backoff_max=0.05)
 
@@ -114,9 +120,11 @@ def test_corpus_soak_delivers_every_chunk_exactly_once(tmp_path, faulty):
     assert query(out, "SELECT count(*) FROM documents WHERE status <> 'ok'") == [(0,)]
     faults = _settled_faults(faulty, ended)
     stats = faulty.stats()
-    print(f"\ncorpus soak: runs={len(summaries)} faults={faults} requests={stats['total_requests']} "
-          f"by_status={stats['by_status']} attempts={sum(s.stats['attempts'] for s in summaries)} "
-          f"exhausted={sum(s.stats['failed_chunks'] for s in summaries[:-1])}")
+    print(
+        f"\ncorpus soak: runs={len(summaries)} faults={faults} requests={stats['total_requests']} "
+        f"by_status={stats['by_status']} attempts={sum(s.stats['attempts'] for s in summaries)} "
+        f"exhausted={sum(s.stats['failed_chunks'] for s in summaries[:-1])}"
+    )
     _assert_seeded(faults, stats, summaries, N_TEXTS // 20)
 
 
@@ -143,8 +151,10 @@ def test_render_soak_delivers_every_image_exactly_once(tmp_path, faulty):
     ]
     faults = _settled_faults(faulty, ended)
     stats = faulty.stats()
-    print(f"\nrender soak: runs={len(summaries)} faults={faults} requests={stats['total_requests']} "
-          f"by_status={stats['by_status']} exhausted={sum(s.stats['failed'] for s in summaries[:-1])}")
+    print(
+        f"\nrender soak: runs={len(summaries)} faults={faults} requests={stats['total_requests']} "
+        f"by_status={stats['by_status']} exhausted={sum(s.stats['failed'] for s in summaries[:-1])}"
+    )
     _assert_seeded(faults, stats, summaries, N_IMAGES)
 
 
@@ -181,5 +191,7 @@ def test_exhausted_retries_are_finished_by_the_rerun(tmp_path, faulty):
     assert part_rows(out) == (300, 300)
     assert image_snapshot(renders) == image_snapshot(clean_renders)
     assert png_files(renders) == png_files(clean_renders)
-    print(f"\nexhaustion: chunks exhausted={first.stats['failed_chunks']} images exhausted="
-          f"{first_render.stats['failed']} faults={faulty.stats()['faults']}")
+    print(
+        f"\nexhaustion: chunks exhausted={first.stats['failed_chunks']} images exhausted="
+        f"{first_render.stats['failed']} faults={faulty.stats()['faults']}"
+    )

@@ -69,8 +69,10 @@ def _hostile_corpus(root: Path) -> tuple[Path, Path]:
     (bad / "blank.txt").write_text("   \n\n\t \n")
     broken = (UTF8_LINE * 3 + "\n").encode() * 2 + b"a stray byte \xff here and a cut one \xe2\x82\n"
     (bad / "broken_utf8.txt").write_bytes(broken + (UTF8_LINE + "\n").encode() * 3)
-    (bad / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nendobj\n"
-                                      b"xref\n0 3\ntrailer << /Root 1 0 R /Size 99 >>\nstartxref\n999999\n%%EOF")
+    (bad / "corrupt.pdf").write_bytes(
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+        b"xref\n0 3\ntrailer << /Root 1 0 R /Size 99 >>\nstartxref\n999999\n%%EOF"
+    )
     (bad / "truncated.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type")
     rng = random.Random(1)
     words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 9))) for _ in range(2000)]
@@ -81,21 +83,30 @@ def _hostile_corpus(root: Path) -> tuple[Path, Path]:
     os.symlink(outside / "secret.txt", docs / "leak.txt")
     os.symlink(outside, docs / "leakdir")
     table = root / "rows.jsonl"
-    table.write_text("\n".join([
-        json.dumps({"id": "r1", "text": "A fine row about orchards and their keepers."}),
-        '{"id": "r2", "text": "unterminated',
-        json.dumps({"id": "r3", "text": 12345}),
-        json.dumps({"id": "", "text": "no id here"}),
-        json.dumps({"id": "r1", "text": "duplicate id"}),
-        json.dumps(["not", "an", "object"]),
-        json.dumps({"id": "r7", "text": "Another fine row about quarries."}),
-    ]) + "\n")
+    table.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "r1", "text": "A fine row about orchards and their keepers."}),
+                '{"id": "r2", "text": "unterminated',
+                json.dumps({"id": "r3", "text": 12345}),
+                json.dumps({"id": "", "text": "no id here"}),
+                json.dumps({"id": "r1", "text": "duplicate id"}),
+                json.dumps(["not", "an", "object"]),
+                json.dumps({"id": "r7", "text": "Another fine row about quarries."}),
+            ]
+        )
+        + "\n"
+    )
     return docs, table
 
 
 def _corpus_config(docs: Path, table: Path, out: Path) -> CorpusConfig:
-    data = {"sources": [{"path": str(docs)}, {"table": str(table)}], "out": str(out), "dimensions": 256,
-            "chunking": {"max_chars": 4000, "overlap_chars": 200, "min_chars": 1000}}
+    data = {
+        "sources": [{"path": str(docs)}, {"table": str(table)}],
+        "out": str(out),
+        "dimensions": 256,
+        "chunking": {"max_chars": 4000, "overlap_chars": 200, "min_chars": 1000},
+    }
     return parse_config(CorpusConfig, data, source="test")
 
 
@@ -117,8 +128,11 @@ def test_bad_documents_become_located_errors_and_the_rest_is_indexed(hostile_run
     summary, out, before, after = hostile_run
     assert after == before, "something outside the output folder was written or changed"
     assert summary.status == "errors", summary.to_dict()
-    errors = {p: (line, msg) for p, line, msg in query(out, "SELECT source_path, line, message FROM errors "
-                                                            "WHERE stage = 'read'") if not p.endswith("rows.jsonl")}
+    errors = {
+        p: (line, msg)
+        for p, line, msg in query(out, "SELECT source_path, line, message FROM errors WHERE stage = 'read'")
+        if not p.endswith("rows.jsonl")
+    }
     for path, fragment in BAD_FILES.items():
         assert path in errors, f"no error row for {path}: {sorted(errors)}"
         assert fragment in errors[path][1].lower(), (path, errors[path])
@@ -128,14 +142,24 @@ def test_bad_documents_become_located_errors_and_the_rest_is_indexed(hostile_run
     assert "invalid json" in rows[0][1].lower() and "duplicate id" in rows[3][1]
 
     docs = dict(query(out, "SELECT doc_id, count(*) FROM chunks GROUP BY doc_id"))
-    for name in ("corpus/good0.md", "corpus/good4.md", "corpus/huge_line.txt", "corpus/long_word.txt", "corpus/deep.html", "rows.jsonl#r1",
-                 "rows.jsonl#r7"):
+    for name in (
+        "corpus/good0.md",
+        "corpus/good4.md",
+        "corpus/huge_line.txt",
+        "corpus/long_word.txt",
+        "corpus/deep.html",
+        "rows.jsonl#r1",
+        "rows.jsonl#r7",
+    ):
         assert docs.get(name), f"{name} was not indexed: {sorted(docs)}"
     assert docs["corpus/huge_line.txt"] > 1000  # 5 MB on one line is cut, not sent as one text
     longest = query(out, "SELECT max(length(text)) FROM chunks")[0][0]
     assert longest <= 4000
-    word = query(out, "SELECT string_agg(text, '') FROM (SELECT text FROM chunks WHERE doc_id = 'corpus/long_word.txt' "
-                      "ORDER BY position)")[0][0]
+    word = query(
+        out,
+        "SELECT string_agg(text, '') FROM (SELECT text FROM chunks WHERE doc_id = 'corpus/long_word.txt' "
+        "ORDER BY position)",
+    )[0][0]
     assert set(word) == {"x"} and len(word) >= 60_000
     deep = query(out, "SELECT text FROM chunks WHERE doc_id = 'corpus/deep.html'")
     assert deep == [("deep text inside five thousand divs",)]
@@ -180,17 +204,49 @@ def _hostile_manifest(root: Path) -> tuple[Path, dict[int, str]]:
         ('{"id": "broken", "prompt": "unterminated', "invalid json"),
         (json.dumps({"id": "wrong-type", **ok, "width": "wide", "seed": 2}), "width"),
         (json.dumps({"id": "unknown", **ok, "colour": "red", "seed": 3}), "colour"),
-        (json.dumps({"id": "no-input", "taskType": "IMAGE_VARIATION", "prompt": "a variation",
-                     "images": ["missing.png"], "seed": 4}), "missing.png"),
+        (
+            json.dumps(
+                {
+                    "id": "no-input",
+                    "taskType": "IMAGE_VARIATION",
+                    "prompt": "a variation",
+                    "images": ["missing.png"],
+                    "seed": 4,
+                }
+            ),
+            "missing.png",
+        ),
         (json.dumps({"id": "../../escape", **ok, "seed": 5}), "plain name"),
         (json.dumps({"id": str(root / "abs-id"), **ok, "seed": 6}), "plain name"),
-        (json.dumps({"id": "abs-input", "taskType": "IMAGE_VARIATION", "prompt": "v",
-                     "images": [str(root / "outside.txt")], "seed": 7}), "outside.txt"),
+        (
+            json.dumps(
+                {
+                    "id": "abs-input",
+                    "taskType": "IMAGE_VARIATION",
+                    "prompt": "v",
+                    "images": [str(root / "outside.txt")],
+                    "seed": 7,
+                }
+            ),
+            "outside.txt",
+        ),
         (json.dumps([1, 2, 3]), "mapping"),
         (json.dumps({"id": 5.5, **ok, "seed": 8}), "id"),
         (json.dumps({"id": "too-long", **ok, "prompt": "p" * 2000, "seed": 9}), "text"),
-        (json.dumps({"id": "ok-2", "taskType": "IMAGE_VARIATION", "prompt": "a variation", "images": ["ref.png"],
-                     "width": 320, "height": 320, "seed": 10}), None),
+        (
+            json.dumps(
+                {
+                    "id": "ok-2",
+                    "taskType": "IMAGE_VARIATION",
+                    "prompt": "a variation",
+                    "images": ["ref.png"],
+                    "width": 320,
+                    "height": 320,
+                    "seed": 10,
+                }
+            ),
+            None,
+        ),
         (json.dumps({"id": "ok-1", **ok, "seed": 11}), "duplicate id"),
     ]
     path = folder / "prompts.jsonl"

@@ -83,14 +83,19 @@ def _inputs(root: Path) -> tuple[Path, Path]:
         (docs / f"d{i:02d}.txt").write_text(short_text(i) + (" __POISON__" if i == 7 else ""))
     manifest = write_prompt_manifest(root / "prompts.jsonl", 3)
     with open(manifest, "a") as fh:
-        fh.write(json.dumps({"id": "blocked", "prompt": "a __BLOCKED__ scene", "width": 320, "height": 320,
-                             "seed": 9}) + "\n")
+        fh.write(
+            json.dumps({"id": "blocked", "prompt": "a __BLOCKED__ scene", "width": 320, "height": 320, "seed": 9})
+            + "\n"
+        )
     return docs, manifest
 
 
 def _corpus(docs: Path, out: Path) -> CorpusConfig:
-    return parse_config(CorpusConfig, {"sources": [{"path": str(docs)}], "out": str(out), "dimensions": 256,
-                                       "batch_size": 10, "concurrency": 2}, source="test")
+    return parse_config(
+        CorpusConfig,
+        {"sources": [{"path": str(docs)}], "out": str(out), "dimensions": 256, "batch_size": 10, "concurrency": 2},
+        source="test",
+    )
 
 
 class _EchoingProxy(BaseHTTPRequestHandler):
@@ -100,8 +105,12 @@ class _EchoingProxy(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        body = json.dumps({"message": f"rejected request with Authorization: {self.headers.get('Authorization')}",
-                           "echo": dict(self.headers)}).encode()
+        body = json.dumps(
+            {
+                "message": f"rejected request with Authorization: {self.headers.get('Authorization')}",
+                "echo": dict(self.headers),
+            }
+        ).encode()
         self.send_response(type(self).status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -140,8 +149,10 @@ def test_library_runs_leak_no_token(scenario, tmp_path, faulty, caplog, capsys):
         timeouts = Timeouts(connect=2, embeddings=0.3, image_generation=0.3)
         retry = RetryPolicy(max_attempts=1)
     with fast_client(faulty, token=token, timeouts=timeouts, retry=retry) as c:
-        failures = [_capture(lambda: run_corpus(_corpus(docs, out), c)),
-                    _capture(lambda: render_manifest(RenderConfig(manifest=manifest, out=renders), c))]
+        failures = [
+            _capture(lambda: run_corpus(_corpus(docs, out), c)),
+            _capture(lambda: render_manifest(RenderConfig(manifest=manifest, out=renders), c)),
+        ]
         _assert_clean("client repr", repr(c) + repr(c.settings) + str(c.settings.model_dump()))
 
     assert failures == [None, None], failures  # a refused token stops the run; it does not raise
@@ -187,14 +198,26 @@ def test_cli_runs_leak_no_token(scenario, tmp_path, faulty, caplog):
         faulty.set_faults(hang_rate=1.0, hang_seconds=1.0)
         api.update(max_attempts=1, embeddings_timeout=0.3, image_timeout=0.3)
     cfg = tmp_path / "corpus.yaml"
-    cfg.write_text(yaml.safe_dump({"sources": [{"path": str(docs)}], "out": str(out), "dimensions": 256,
-                                   "batch_size": 10, "concurrency": 2, "api": api}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [{"path": str(docs)}],
+                "out": str(out),
+                "dimensions": 256,
+                "batch_size": 10,
+                "concurrency": 2,
+                "api": api,
+            }
+        )
+    )
     rcfg = tmp_path / "render.yaml"
     rcfg.write_text(yaml.safe_dump({"manifest": str(manifest), "out": str(renders), "api": api}))
     env = {"QUANT_API_KEY": token, "QUANT_ORGANIZATION": TEST_ORG, "QUANT_BASE_URL": faulty.base_url}
     runner = CliRunner()
-    results = [runner.invoke(app, ["embed", str(cfg), "--no-prefect"], env=env),
-               runner.invoke(app, ["render", str(rcfg), "--no-prefect"], env=env)]
+    results = [
+        runner.invoke(app, ["embed", str(cfg), "--no-prefect"], env=env),
+        runner.invoke(app, ["render", str(rcfg), "--no-prefect"], env=env),
+    ]
     for r in results:
         expected = 2 if scenario == "wrong-token" else 1  # 1: some records failed (400s at least)
         assert r.exit_code == expected, (scenario, r.exit_code, r.output, r.exception)
@@ -220,11 +243,17 @@ def test_a_proxy_echoing_the_auth_header_is_masked(status, tmp_path, echo_server
         base_url = f"http://127.0.0.1:{echo_server.server_address[1]}"
 
     with fast_client(_Emu(), retry=ONE_TRY) as c:
-        failures = [_capture(lambda: run_corpus(_corpus(docs, out), c)),
-                    _capture(lambda: render_manifest(RenderConfig(manifest=manifest, out=renders), c))]
+        failures = [
+            _capture(lambda: run_corpus(_corpus(docs, out), c)),
+            _capture(lambda: render_manifest(RenderConfig(manifest=manifest, out=renders), c)),
+        ]
     assert failures == [None, None], failures
-    messages = [m for (m,) in duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
-                .execute("SELECT message FROM errors").fetchall()]
+    messages = [
+        m
+        for (m,) in duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+        .execute("SELECT message FROM errors")
+        .fetchall()
+    ]
     assert messages and all("Authorization" in m for m in messages)  # the body was quoted...
     for m in messages:
         _assert_clean("error message", m)  # ...with the token masked

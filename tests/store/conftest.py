@@ -48,7 +48,9 @@ def start_moto_process(**env: str) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_listening(port, proc)
@@ -87,8 +89,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, secret: str = SECRET
 def boto_client(endpoint: str, secret: str = SECRET_KEY):
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=secret)
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS_KEY, aws_secret_access_key=secret
+    )
 
 
 def all_keys(endpoint: str, bucket: str = BUCKET) -> list[str]:

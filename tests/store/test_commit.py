@@ -43,8 +43,10 @@ def test_commit_table_once_writes_a_readable_part_with_our_encoding(storage: Sto
     with storage.open_input(KEY) as fh:
         pf = pq.ParquetFile(fh)
         assert pf.schema_arrow.metadata[b"run_id"] == b"r1"
-        columns = {pf.metadata.row_group(0).column(i).path_in_schema: pf.metadata.row_group(0).column(i).compression
-                   for i in range(pf.metadata.num_columns)}
+        columns = {
+            pf.metadata.row_group(0).column(i).path_in_schema: pf.metadata.row_group(0).column(i).compression
+            for i in range(pf.metadata.num_columns)
+        }
         assert pf.read().equals(_table().replace_schema_metadata({"run_id": "r1"}))
     assert columns["vector.list.element"] == "UNCOMPRESSED" and columns["chunk_id"] == "ZSTD"
 

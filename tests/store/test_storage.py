@@ -26,7 +26,11 @@ def test_paths_resolve_to_local_storage(tmp_path, monkeypatch):
 
 def test_s3_uri_uses_aws_endpoint_url(s3_env):
     storage = open_storage(f"s3://{BUCKET}/out/")
-    assert (storage.uri, storage.root, repr(storage)) == (f"s3://{BUCKET}/out", f"{BUCKET}/out", f"Storage('s3://{BUCKET}/out')")
+    assert (storage.uri, storage.root, repr(storage)) == (
+        f"s3://{BUCKET}/out",
+        f"{BUCKET}/out",
+        f"Storage('s3://{BUCKET}/out')",
+    )
     storage.commit_once("k.txt", b"x")  # boto3 and pyarrow reach the same server
     assert storage.exists("k.txt") and storage.read_bytes("k.txt") == b"x"
 
@@ -38,13 +42,16 @@ def test_storage_block_endpoint_wins_over_environment(s3_env, monkeypatch):
     assert storage.read_bytes("k") == b"v"
 
 
-@pytest.mark.parametrize("include, exclude, expected", [
-    (None, (), ["docs/a.md", "docs/sub/b.md", "docs/sub/c.txt", "docs/x.pdf"]),
-    ("**/*.md", (), ["docs/a.md", "docs/sub/b.md"]),
-    ("*.md", (), ["docs/a.md"]),
-    (["**/*.md", "**/*.txt"], ["sub/**"], ["docs/a.md"]),
-    ("sub/?.*", ["**/*.txt"], ["docs/sub/b.md"]),
-])
+@pytest.mark.parametrize(
+    "include, exclude, expected",
+    [
+        (None, (), ["docs/a.md", "docs/sub/b.md", "docs/sub/c.txt", "docs/x.pdf"]),
+        ("**/*.md", (), ["docs/a.md", "docs/sub/b.md"]),
+        ("*.md", (), ["docs/a.md"]),
+        (["**/*.md", "**/*.txt"], ["sub/**"], ["docs/a.md"]),
+        ("sub/?.*", ["**/*.txt"], ["docs/sub/b.md"]),
+    ],
+)
 def test_list_with_globs_is_the_same_on_disk_and_in_a_bucket(storage: Storage, include, exclude, expected):
     for key in DOCS + ["other/a.md"]:
         storage.replace(key, b"text")
@@ -109,13 +116,20 @@ def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch, tmp_path)
     import boto3
 
     with start_moto_process(INITIAL_NO_AUTH_ACTION_COUNT="4") as endpoint:
-        admin = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": ACCESS_KEY,
-                 "aws_secret_access_key": "setup"}
+        admin = {
+            "endpoint_url": endpoint,
+            "region_name": "us-east-1",
+            "aws_access_key_id": ACCESS_KEY,
+            "aws_secret_access_key": "setup",
+        }
         iam = boto3.client("iam", **admin)
         iam.create_user(UserName="writer")
         key = iam.create_access_key(UserName="writer")["AccessKey"]
-        iam.put_user_policy(UserName="writer", PolicyName="all", PolicyDocument=(
-            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'))
+        iam.put_user_policy(
+            UserName="writer",
+            PolicyName="all",
+            PolicyDocument=('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'),
+        )
         boto3.client("s3", **admin).create_bucket(Bucket=BUCKET)
 
         aws_env(monkeypatch, endpoint, secret=key["SecretAccessKey"])
@@ -128,8 +142,12 @@ def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch, tmp_path)
         block = StorageConfig(access_key_id=key["AccessKeyId"], secret_access_key=wrong, endpoint_url=endpoint)
         block_storage = open_storage(f"s3://{BUCKET}/out", block)
         for storage in (env_storage, block_storage):
-            for call in (lambda s=storage: s.commit_once("p", b"1"), lambda s=storage: s.replace("s", b"1"),
-                         lambda s=storage: s.list(), lambda s=storage: s.read_bytes("ok")):
+            for call in (
+                lambda s=storage: s.commit_once("p", b"1"),
+                lambda s=storage: s.replace("s", b"1"),
+                lambda s=storage: s.list(),
+                lambda s=storage: s.read_bytes("ok"),
+            ):
                 with pytest.raises(StorageError) as info:
                     call()
                 text = "".join(traceback.format_exception(info.value))
@@ -141,8 +159,9 @@ def test_wrong_secret_key_never_reaches_messages_or_reprs(monkeypatch, tmp_path)
 
         # a named profile (storage.profile) supplies the right keys to both clients
         creds = tmp_path / "credentials"
-        creds.write_text(f"[qb]\naws_access_key_id = {key['AccessKeyId']}\n"
-                         f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+        creds.write_text(
+            f"[qb]\naws_access_key_id = {key['AccessKeyId']}\naws_secret_access_key = {key['SecretAccessKey']}\n"
+        )
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
         by_profile = open_storage(f"s3://{BUCKET}/out", StorageConfig(profile="qb"))
         assert by_profile.commit_once("p", b"1") and by_profile.list() == ["ok", "p"]
@@ -173,7 +192,9 @@ def test_catalog_cache_dir(tmp_path, s3_env):
     folder = catalog_cache_dir(bucket, config)
     assert folder.parent == tmp_path / "cache" / "catalogs" and folder.name.startswith(f"s3-{BUCKET}-out-")
     other_prefix = catalog_cache_dir(bucket.child("x"), config)
-    other_server = catalog_cache_dir(open_storage(f"s3://{BUCKET}/out", StorageConfig(endpoint_url="http://h:1")), config)
+    other_server = catalog_cache_dir(
+        open_storage(f"s3://{BUCKET}/out", StorageConfig(endpoint_url="http://h:1")), config
+    )
     assert len({folder, other_prefix, other_server}) == 3
 
 
@@ -194,4 +215,3 @@ def test_register_parquet_reads_bucket_parts_in_duckdb(storage: Storage, tmp_pat
     assert con.execute("select count(*) from chunks").fetchall() == [(15,)]
     register_parquet(con, "empty", storage, [], schema=pa.schema([("chunk_id", pa.string())]))
     assert con.execute("select count(*) from empty").fetchall() == [(0,)]
-

@@ -45,17 +45,29 @@ class Outputs:
 
 
 def _client(base_url: str) -> QuantClient:
-    return QuantClient(ApiSettings(api_key=SecretStr(TEST_TOKEN), organization=TEST_ORG, base_url=base_url),
-                       pool_size=8)
+    return QuantClient(
+        ApiSettings(api_key=SecretStr(TEST_TOKEN), organization=TEST_ORG, base_url=base_url), pool_size=8
+    )
 
 
 def _manifest(folder: Path) -> Path:
-    rows = [{"id": f"img-{i:04d}", "prompt": f"A lighthouse at dusk, study {i}", "width": 320, "height": 320,
-             "seed": i} for i in range(GALLERY_ROWS)]
-    rows += [{"id": "zz-blocked", "prompt": "Something __BLOCKED__ here", "width": 320, "height": 320},
-             {"id": "hostile", "prompt": HOSTILE_PROMPT, "width": 320, "height": 320, "seed": 7},
-             {"id": "cottage", "prompt": "A stone cottage", "conditionImage": "images/house_sketch.png",
-              "controlMode": "CANNY_EDGE", "width": 320, "height": 320, "seed": 5}]
+    rows = [
+        {"id": f"img-{i:04d}", "prompt": f"A lighthouse at dusk, study {i}", "width": 320, "height": 320, "seed": i}
+        for i in range(GALLERY_ROWS)
+    ]
+    rows += [
+        {"id": "zz-blocked", "prompt": "Something __BLOCKED__ here", "width": 320, "height": 320},
+        {"id": "hostile", "prompt": HOSTILE_PROMPT, "width": 320, "height": 320, "seed": 7},
+        {
+            "id": "cottage",
+            "prompt": "A stone cottage",
+            "conditionImage": "images/house_sketch.png",
+            "controlMode": "CANNY_EDGE",
+            "width": 320,
+            "height": 320,
+            "seed": 5,
+        },
+    ]
     shutil.copytree(SAMPLE_CORPUS.parent / "images", folder / "images")
     path = folder / "prompts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -72,8 +84,11 @@ def outputs(emulator_server, tmp_path_factory) -> Outputs:
     (corpus / "hostile.md").write_text(HOSTILE_DOC)
     with _client(emulator_server.base_url) as client:
         run_corpus(corpus_config(corpus, base / "index"), client)
-        cfg = parse_config(RenderConfig, {"manifest": str(_manifest(base)), "out": str(base / "renders"),
-                                          "concurrency": 4}, source="test")
+        cfg = parse_config(
+            RenderConfig,
+            {"manifest": str(_manifest(base)), "out": str(base / "renders"), "concurrency": 4},
+            source="test",
+        )
         summary = render_manifest(cfg, client)
     return Outputs(base / "index", base / "renders", summary.run_id)
 
@@ -93,8 +108,11 @@ def ui_url(outputs, emulator_server) -> Iterator[str]:
 
     with _client(emulator_server.base_url) as client:
         port = _free_port()
-        server = uvicorn.Server(uvicorn.Config(app([outputs.index, outputs.renders], client=client),
-                                               host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app([outputs.index, outputs.renders], client=client), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20

@@ -123,7 +123,8 @@ def test_failures_page_shows_reason_and_replay_command(page: Page, ui_url, outpu
     expect(row.locator(".reason")).to_contain_text(BLOCKED_TEXT)
     # the folder was given as an absolute path: the page names it, and shows no machine path
     expect(row.locator("code.replay")).to_have_text(
-        f"quant-batch replay MANIFEST --out renders --run {outputs.render_run}")
+        f"quant-batch replay MANIFEST --out renders --run {outputs.render_run}"
+    )
     assert str(outputs.renders.parent) not in page.content()
 
 
@@ -132,7 +133,7 @@ def test_hostile_text_shows_as_text_and_runs_nothing(page: Page, ui_url):
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{ui_url}/o/index/document?id=corpus/hostile.md")
     expect(page.locator(".chunk pre")).to_contain_text("<script>alert('doc-script')</script>")
-    expect(page.locator(".chunk pre")).to_contain_text('<img src=x onerror="alert(\'doc-img\')">')
+    expect(page.locator(".chunk pre")).to_contain_text("<img src=x onerror=\"alert('doc-img')\">")
     page.goto(f"{ui_url}/o/index/search?q=xylophone+quarantine+notice")
     page.locator(".hit summary").first.click()
     page.goto(f"{ui_url}/o/renders/images?q=xylophone")

@@ -56,8 +56,17 @@ def test_a_catalog_image_is_served(ui_url, outputs):
     assert headers["content-type"] == "image/png"
 
 
-@pytest.mark.parametrize("path", ["/o/index/search?q=library", "/o/renders/images", "/o/renders/runs",
-                                  "/o/renders/failures", "/o/index/documents", "/o/renders/image?id=img-0003&n=0"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/o/index/search?q=library",
+        "/o/renders/images",
+        "/o/renders/runs",
+        "/o/renders/failures",
+        "/o/index/documents",
+        "/o/renders/image?id=img-0003&n=0",
+    ],
+)
 def test_pages_forbid_inline_script_and_show_no_machine_paths(ui_url, outputs, path):
     status, headers, body = _raw_get(ui_url, path)
     assert status == 200
@@ -79,9 +88,16 @@ def test_the_page_answers_while_a_run_holds_the_catalog(ui_url, outputs):
     catalog = outputs.renders / "catalog.duckdb"
     before = catalog.stat().st_mtime_ns
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-         "sys.stdin.read()", str(catalog)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()",
+            str(catalog),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         for path in ("/o/renders/images", "/o/renders/runs", "/o/renders/failures", "/o/renders/image?id=img-0002&n=0"):
@@ -99,8 +115,11 @@ def test_new_parts_show_without_a_restart(ui_url, outputs, tmp_path):
     from quant_batch.store.layout import Layout
     from quant_batch.store.records import ErrorRecord, write_errors
 
-    write_errors(Layout(outputs.renders).error_parts, "zz-test-late",
-                 [ErrorRecord("embed-late", "embed", "late failure reason", doc_id="late-doc", key="late-key")])
+    write_errors(
+        Layout(outputs.renders).error_parts,
+        "zz-test-late",
+        [ErrorRecord("embed-late", "embed", "late failure reason", doc_id="late-doc", key="late-key")],
+    )
     with urllib.request.urlopen(ui_url + "/o/renders/failures", timeout=30) as resp:
         assert b"late failure reason" in resp.read()
 
