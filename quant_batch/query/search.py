@@ -34,8 +34,10 @@ SELECT source_path, position, doc_id, chunk_id, text, metadata,
        array_cosine_similarity(vector, ?::FLOAT[{dim}]) AS score
 FROM chunks WHERE {where} ORDER BY score DESC LIMIT ?
 """
+# the matrix already scored the vectors: the hits' rows come from the live index alone, without
+# joining the vector parts (a scan of every vector at 1M chunks)
 ROWS_SQL = (
-    "SELECT source_path, position, doc_id, chunk_id, text, metadata FROM chunks "
+    "SELECT source_path, position, doc_id, chunk_id, text, metadata FROM live_chunks "
     "WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))"
 )
 
