@@ -94,3 +94,12 @@ def publish_summary(key: str, title: str, summary: RunSummary) -> None:
     """The run summary as a markdown artifact (no secrets: built from counts only)."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in summary.table())
     create_markdown_artifact(key=key, markdown=f"# {title}\n\n| | |\n|---|---|\n{rows}\n", description=title)
+
+
+def report(key: str, title: str, summary: RunSummary) -> dict[str, Any]:
+    """A flow's last step: the summary artifact, one log line, and the summary as the flow's result."""
+    from prefect import get_run_logger
+
+    publish_summary(key, title, summary)
+    get_run_logger().info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")
+    return summary.to_dict()

@@ -23,7 +23,7 @@ from quant_batch.client.factory import build_client
 from quant_batch.embed.config import CorpusConfig, resolve_corpus_config
 from quant_batch.embed.run import CorpusRun
 from quant_batch.embed.worker import ShardResult, ShardTask, embed_shard
-from quant_batch.flows._common import Progress, link_flow_run, publish_summary, submit_windowed
+from quant_batch.flows._common import Progress, link_flow_run, report, submit_windowed
 from quant_batch.flows._limits import ensure_rate_limit, flow_client, share_limit
 from quant_batch.pricing import Budget
 from quant_batch.runs.runner import running_under
@@ -97,9 +97,7 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
             st.chunks_unchanged,
         )
         summary = run.finish()
-    publish_summary("embed-summary", "Corpus embedding run", summary)
-    log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")
-    return summary.to_dict()
+    return report("embed-summary", "Corpus embedding run", summary)
 
 
 @flow(name="embed-corpus", task_runner=ThreadPoolTaskRunner(max_workers=64))

@@ -19,7 +19,7 @@ from quant_batch.enrich.config import load_enrich_config
 from quant_batch.enrich.run import EnrichRun
 from quant_batch.enrich.source import EnrichItem
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
-from quant_batch.flows._common import Progress, link_flow_run, publish_summary, submit_windowed
+from quant_batch.flows._common import Progress, link_flow_run, report, submit_windowed
 from quant_batch.flows._limits import flow_client
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.runs.runner import running_under
@@ -68,9 +68,7 @@ def enrich(
                 prices=run.prices,
             )
         summary = run.finish()
-    publish_summary("enrich-summary", "Chat enrichment run", summary)
-    log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")
-    return summary.to_dict()
+    return report("enrich-summary", "Chat enrichment run", summary)
 
 
 if __name__ == "__main__":

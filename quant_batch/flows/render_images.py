@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from quant_batch.client import QuantClient
-from quant_batch.flows._common import Progress, link_flow_run, publish_summary, submit_windowed
+from quant_batch.flows._common import Progress, link_flow_run, report, submit_windowed
 from quant_batch.flows._limits import flow_client
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.render.config import resolve_render_config
@@ -71,9 +71,7 @@ def render_images(
                 budget=run.budget,
             )
         summary = run.finish()
-    publish_summary("render-summary", "Image rendering run", summary)
-    log.info("run %s %s: %s", summary.run_id, summary.status, summary.reason or "ok")
-    return summary.to_dict()
+    return report("render-summary", "Image rendering run", summary)
 
 
 if __name__ == "__main__":
