@@ -112,12 +112,20 @@ def search(
             return [_hit(r[:6], r[6]) for r in rows]
         vectors, ids = matrix
         scores = vectors @ (qvec / (np.linalg.norm(qvec) or 1.0))
-        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        # a few spare candidates: a chunk whose part was committed twice has two rows
+        want = min(len(scores), k + 8)
+        top = np.argpartition(-scores, want - 1)[:want]
         top = top[np.argsort(-scores[top])]
         by_id = {r[3]: r for r in snap.con.execute(ROWS_SQL, [[ids[i] for i in top]]).fetchall()}
     finally:
         snap.close()
-    return [_hit(by_id[ids[i]], scores[i]) for i in top if ids[i] in by_id]
+    seen: set[str] = set()
+    hits = []
+    for i in top:
+        if ids[i] in by_id and ids[i] not in seen and len(hits) < k:
+            seen.add(ids[i])
+            hits.append(_hit(by_id[ids[i]], scores[i]))
+    return hits
 
 
 def _no_index(snap: Snapshot) -> str:
@@ -165,9 +173,11 @@ def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray
 
 
 def build_matrix(con: duckdb.DuckDBPyConnection, vec_path: Path, ids_path: Path, dim: int) -> None:
-    """Stream ``chunks`` into a float32 file of unit rows and an Arrow file of their ids."""
+    """Stream the view ``chunk_vectors`` (chunk_id, vector) into a float32 file of unit rows and an
+    Arrow file of their ids, in bounded memory: rows stream out of the join as they are matched."""
     ids: list[pa.Array] = []
-    reader = con.sql("SELECT chunk_id, vector FROM chunks").to_arrow_reader(50_000)
+    con.execute("SET preserve_insertion_order = false")  # lets the join stream instead of buffering
+    reader = con.sql("SELECT chunk_id, vector FROM chunk_vectors").to_arrow_reader(50_000)
     with atomic_path(vec_path) as tmp, open(tmp, "wb") as fh:
         for batch in reader:
             flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)

@@ -104,6 +104,12 @@ class Snapshot:
                     "FROM live_chunks l JOIN vector_parts v USING (key) "
                     "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1"
                 )
+                # the same join without the window, which would hold every vector at once: the
+                # search matrix streams from it and drops a doubled chunk itself
+                self.con.execute(
+                    f"CREATE VIEW chunk_vectors AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector "
+                    "FROM live_chunks l JOIN vector_parts v USING (key)"
+                )
         if not self._view("errors", sorted(lay.error_parts.glob("*.parquet")), union_by_name=True):
             self.con.from_arrow(ERROR_SCHEMA.empty_table()).create_view("errors")
         runs = [{c: r.get(c) for c in RUN_COLUMNS} for r in list_runs(lay.runs, limit=1_000_000)]

@@ -224,15 +224,15 @@ class OutputData:
                 old.unlink(missing_ok=True)
             folder = self.layout.vector_parts(gen["generation"])
             parts = [folder / n for n in _part_names(folder)]
-            # a part committed twice (a task that ran twice) must not double a chunk, hence the QUALIFY
+            # no window to drop a part committed twice: it would hold every vector at once; the
+            # matrix drops a doubled chunk itself
             self.con.execute(
-                f"CREATE OR REPLACE VIEW chunks AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector FROM live_chunks l "
-                f"JOIN (SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key) "
-                "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1"
+                f"CREATE OR REPLACE VIEW chunk_vectors AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector "
+                f"FROM live_chunks l JOIN (SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key)"
                 if parts
-                else f"CREATE OR REPLACE VIEW chunks AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0"
+                else f"CREATE OR REPLACE VIEW chunk_vectors AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0"
             )
-            build_matrix(self.con, vec_path, ids_path, dim)  # reads self.con's ``chunks``, as from a Snapshot
+            build_matrix(self.con, vec_path, ids_path, dim)  # reads self.con's ``chunk_vectors``, as from a Snapshot
         size = vec_path.stat().st_size
         vectors = (
             np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
