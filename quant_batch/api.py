@@ -219,10 +219,7 @@ def _clean(**values: Any) -> dict[str, Any]:
 
 @contextmanager
 def _listening(on_progress: Progress | None) -> Iterator[None]:
-    import quant_batch.flows._common as common
+    from quant_batch.runs.runner import listening
 
-    common.progress_listener = on_progress
-    try:
+    with listening(on_progress):
         yield
-    finally:
-        common.progress_listener = None

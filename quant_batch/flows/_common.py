@@ -8,12 +8,10 @@ from typing import Any
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 
+from quant_batch.runs.runner import PROGRESS
 from quant_batch.runs.summary import RunSummary
 
 _END = object()
-
-# the CLI sets this to drive its progress bar; a flow parameter cannot carry a callable
-progress_listener: Callable[[int, int], None] | None = None
 
 
 def submit_windowed(
@@ -73,8 +71,9 @@ class Progress:
     def advance(self, n: int) -> None:
         self.done += n
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        if progress_listener:
-            progress_listener(self.done, self.total)
+        listener = PROGRESS.get()
+        if listener:
+            listener(self.done, self.total)
         if pct - self._last >= 5 or self.done >= self.total:
             update_progress_artifact(artifact_id=self.artifact_id, progress=min(pct, 100.0))
             self._last = pct

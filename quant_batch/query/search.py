@@ -120,7 +120,7 @@ def search(
     finally:
         snap.close()
     seen: set[str] = set()
-    hits = []
+    hits: list[Hit] = []
     for i in top:
         if ids[i] in by_id and ids[i] not in seen and len(hits) < k:
             seen.add(ids[i])

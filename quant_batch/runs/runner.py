@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -27,6 +27,20 @@ Runner = Literal["prefect", "in-process"]
 
 # what a run records in its summary (stats.runner); the flows set "prefect" around their body
 RUNNER: ContextVar[Runner] = ContextVar("quant_batch_runner", default="in-process")
+
+# who hears a flow's progress (done, total): a flow parameter cannot carry a callable, so the
+# caller sets it around the call and the flow's progress reads it; scoped, never a module global
+PROGRESS: ContextVar[Callable[[int, int], None] | None] = ContextVar("quant_batch_progress", default=None)
+
+
+@contextmanager
+def listening(on_progress: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Send the progress of the runs started inside this block to ``on_progress``."""
+    token = PROGRESS.set(on_progress)
+    try:
+        yield
+    finally:
+        PROGRESS.reset(token)
 
 
 @contextmanager
