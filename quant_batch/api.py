@@ -73,7 +73,10 @@ def embed(
     from quant_batch.client.factory import build_client
     from quant_batch.embed.run import run_corpus
 
-    with running_under("in-process"), build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
+    with (
+        running_under("in-process", target),
+        build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client,
+    ):
         return run_corpus(cfg, client, replay=replay, on_progress=on_progress)
 
 
@@ -110,7 +113,7 @@ def render(
     from quant_batch.render.run import render_manifest
 
     with (
-        running_under("in-process"),
+        running_under("in-process", target),
         build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client,
     ):
         return render_manifest(cfg, client, replay=replay)
@@ -145,7 +148,10 @@ def enrich(
     from quant_batch.client.factory import build_client
     from quant_batch.enrich.run import enrich_table
 
-    with running_under("in-process"), build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
+    with (
+        running_under("in-process", config),
+        build_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client,
+    ):
         return enrich_table(cfg, client, replay=replay)
 
 

@@ -122,7 +122,7 @@ def embed_corpus(
         text_column=text_column,
         **{**(overrides or {}), **_set(out=out, concurrency=concurrency, max_cost=max_cost)},
     )
-    with running_under("prefect"):
+    with running_under("prefect", target):
         return _run(cfg, replay)
 
 

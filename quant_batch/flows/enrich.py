@@ -45,7 +45,7 @@ def enrich(
     log = get_run_logger()
     given = {k: v for k, v in {"concurrency": concurrency, "max_cost": max_cost}.items() if v is not None}
     cfg = load_enrich_config(Path(target), **{**(overrides or {}), **given})
-    with running_under("prefect"), EnrichRun(cfg) as run:
+    with running_under("prefect", target), EnrichRun(cfg) as run:
         link_flow_run(run.summary)
         pending = run.make_plan(replay=replay)
         log.info("%s rows to enrich into %s, %s unchanged", len(pending), cfg.table, run.plan.unchanged)

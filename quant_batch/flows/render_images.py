@@ -48,7 +48,7 @@ def render_images(
     log = get_run_logger()
     given = dict(out=out, concurrency=concurrency, skip_invalid=skip_invalid, max_cost=max_cost, defaults=defaults)
     cfg = resolve_render_config(target, **{**(overrides or {}), **{k: v for k, v in given.items() if v is not None}})
-    with running_under("prefect"), RenderRun(cfg) as run:
+    with running_under("prefect", target), RenderRun(cfg) as run:
         link_flow_run(run.summary)
         pending = run.make_plan(replay=replay)
         log.info("%s rows to render, %s already rendered", len(pending), run.unchanged)

@@ -43,13 +43,20 @@ def listening(on_progress: Callable[[int, int], None] | None) -> Iterator[None]:
         PROGRESS.reset(token)
 
 
+# what the run was started on (a config, folder, table or manifest), for exact replay commands
+TARGET: ContextVar[str | None] = ContextVar("quant_batch_target", default=None)
+
+
 @contextmanager
-def running_under(runner: Runner) -> Iterator[None]:
-    """Record ``runner`` in the summaries of the runs started inside this block."""
+def running_under(runner: Runner, target: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Record ``runner`` (and the ``target`` the run was started on) in the summaries of the runs
+    started inside this block."""
     token = RUNNER.set(runner)
+    target_token = TARGET.set(str(target) if target is not None else None)
     try:
         yield
     finally:
+        TARGET.reset(target_token)
         RUNNER.reset(token)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quant_batch.pricing import PriceTable, check_priced
-from quant_batch.runs.runner import RUNNER
+from quant_batch.runs.runner import RUNNER, TARGET
 from quant_batch.runs.summary import RunSummary, new_run_id
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class RunSession:
 
         self.layout = Layout(Path(out))
         self.summary = RunSummary(new_run_id(kind), kind)
+        self.summary.target = TARGET.get()
         self.summary.stats["runner"] = RUNNER.get()
         self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
         self.catalog: Catalog | None = None

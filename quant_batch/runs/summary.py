@@ -53,6 +53,8 @@ class RunSummary:
     """What the CLI exits with for this run (see :data:`STATUSES`)."""
     flow_run_url: str | None = None
     """The Prefect UI page of the flow run, when the run ran under Prefect."""
+    target: str | None = None
+    """What the run was started on (a config, folder, table or manifest), as given."""
 
     @property
     def wall_s(self) -> float:

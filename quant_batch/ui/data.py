@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from quant_batch.query.search import Hit, build_matrix
+from quant_batch.query.search import Hit, build_matrix, filter_sql
 from quant_batch.render.run import IMAGE_SCHEMA
 from quant_batch.runs.summary import list_runs
 from quant_batch.store.layout import Layout
@@ -171,15 +171,18 @@ class OutputData:
 
     # -- search ----------------------------------------------------------------------------
 
-    def rank(self, qvec: np.ndarray, k: int, source_glob: str | None = None) -> list[Hit]:
-        """Top ``k`` live chunks by cosine to ``qvec`` (optionally only sources matching a glob)."""
+    def rank(
+        self, qvec: np.ndarray, k: int, source_glob: str | None = None, where: dict[str, str] | None = None
+    ) -> list[Hit]:
+        """Top ``k`` live chunks by cosine to ``qvec``, optionally only sources matching a glob and
+        chunks whose metadata has the ``where`` values (the filters of ``quant-batch search``)."""
         matrix = self._search_matrix()
         if matrix is None:
             return []
         vectors, ids, _ = matrix
         scores = vectors @ (qvec / (np.linalg.norm(qvec) or 1.0))
-        if source_glob:
-            allowed = self._glob_mask(source_glob, len(ids))
+        if source_glob or where:
+            allowed = self._filter_mask(source_glob, where, len(ids))
             scores = np.where(allowed, scores, -np.inf)
         k = min(k, int(np.isfinite(scores).sum()))
         if k <= 0:
@@ -196,11 +199,17 @@ class OutputData:
         }
         return [Hit(float(scores[i]), **by_id[ids[i]]) for i in top if ids[i] in by_id]
 
-    def _glob_mask(self, pattern: str, n: int) -> np.ndarray:
+    def _filter_mask(self, pattern: str | None, where: dict[str, str] | None, n: int) -> np.ndarray:
         assert self._matrix is not None
         index = self._matrix[3]
         mask = np.zeros(n, dtype=bool)
-        for r in self.rows("SELECT chunk_id FROM live_chunks WHERE source_path GLOB ?", [pattern]):
+        if where and "metadata" not in {
+            r["column_name"]
+            for r in self.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'live_chunks'")
+        }:
+            return mask  # an index published before chunks carried metadata matches no metadata filter
+        clause, params = filter_sql(pattern, where)  # bound parameters, the same rule as the CLI's
+        for r in self.rows(f"SELECT chunk_id FROM live_chunks WHERE {clause}", params):
             if (i := index.get(r["chunk_id"])) is not None:
                 mask[i] = True
         return mask

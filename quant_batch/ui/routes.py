@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -123,17 +124,19 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
         return render("index.html", None, "")
 
     @app.get("/o/{name}/search", response_class=HTMLResponse)
-    def search(name: str, q: str = "", k: int = 10, source: str = "") -> HTMLResponse:
+    def search(name: str, q: str = "", k: int = 10, source: str = "", where: str = "") -> HTMLResponse:
         data, k = folder(name), max(1, min(k, 100))
         hits, error, elapsed = [], None, None
         if q.strip():
             t0 = time.perf_counter()
             try:
-                hits = _search(data, searcher, q, k, source)
+                hits = _search(data, searcher, q, k, source, _key_values(where))
             except QuantError as exc:
                 error = public_path(str(exc))
             elapsed = time.perf_counter() - t0
-        return render("search.html", data, "search", q=q, k=k, source=source, hits=hits, error=error, elapsed=elapsed)
+        return render(
+            "search.html", data, "search", q=q, k=k, source=source, where=where, hits=hits, error=error, elapsed=elapsed
+        )
 
     @app.get("/o/{name}/documents", response_class=HTMLResponse)
     def documents(name: str, page_no: PageNo = 1) -> HTMLResponse:
@@ -201,8 +204,9 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
     def failures(name: str, page_no: PageNo = 1) -> HTMLResponse:
         data, p = folder(name), _paging(page_no)
         rows = data.failures(p * PER_PAGE, PER_PAGE)
+        targets = {r["run_id"]: r.get("target") for r in data.runs()}
         for r in rows.rows:
-            r["replay"] = replay_command(shown[name], r)
+            r["replay"] = replay_command(shown[name], r, targets.get(r.get("run_id")))
         return render("failures.html", data, "failures", rows=rows, page_no=p + 1, pages=_pages(rows.total))
 
     @app.get("/o/{name}/img/{file}")
@@ -230,13 +234,21 @@ def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAP
     return app
 
 
-def _search(data: OutputData, searcher: _Searcher, q: str, k: int, source: str) -> list:
+def _key_values(text: str) -> dict[str, str]:
+    """``lang=en, team=ops`` → ``{"lang": "en", "team": "ops"}``; a pair without ``=`` is an error."""
+    pairs = [p.strip() for p in text.split(",") if p.strip()]
+    if any("=" not in p for p in pairs):
+        raise QuantError("metadata filters are key=value pairs separated by commas, e.g. lang=en, team=ops")
+    return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+
+
+def _search(data: OutputData, searcher: _Searcher, q: str, k: int, source: str, where: dict[str, str]) -> list:
     gen = data.generation
     if gen is None:
         raise QuantError("no complete index in this folder yet; run `quant-batch embed` first")
     # the query is embedded exactly as `quant-batch search` does: the index's own model and space
     res = searcher.get().embed([q], model=gen["model"], dimensions=gen["dimensions"], normalize=gen["normalize"])
-    return data.rank(res.vectors[0], k, source or None)
+    return data.rank(res.vectors[0], k, source or None, where or None)
 
 
 def _paging(page_no: int) -> int:
@@ -273,10 +285,19 @@ def _run_view(run: dict) -> dict:
     return {**run, "work": work, "unit": unit, "rate": (work / wall) if wall else None, "counts": counts}
 
 
-def replay_command(out: str, err: dict) -> str:
-    """The command that resends this dead letter with the other terminal failures of its run."""
+def replay_command(out: str, err: dict, target: str | None = None) -> str:
+    """The command that resends this dead letter with the other terminal failures of its run.
+
+    ``target`` is what the run was started on (its summary records it); a machine path is cut to
+    its file name, like every path on these pages.
+    """
     stage = err.get("stage") or ""
+    if target:
+        shown = shlex.quote(public_path(target) if Path(target).is_absolute() else target)
+    else:
+        shown = (
+            "MANIFEST" if stage in ("render", "validate") else "ENRICH_CONFIG" if stage == "enrich" else "CORPUS_CONFIG"
+        )
     if stage == "enrich":  # an enrich config names its own catalog folder
-        return f"quant-batch replay ENRICH_CONFIG --run {err['run_id']}"
-    target = "MANIFEST" if stage in ("render", "validate") else "CORPUS_CONFIG"
-    return f"quant-batch replay {target} --out {out} --run {err['run_id']}"
+        return f"quant-batch replay {shown} --run {err['run_id']}"
+    return f"quant-batch replay {shown} --out {out} --run {err['run_id']}"

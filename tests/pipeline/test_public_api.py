@@ -129,3 +129,24 @@ def test_env_is_not_changed(tmp_path, api_env):
     before = dict(os.environ)
     quant_batch.embed(_table(tmp_path, ".csv"), out=tmp_path / "index", prefect=False)
     assert dict(os.environ) == before
+
+
+def test_a_run_records_its_target_and_the_web_page_gives_the_exact_replay_command(tmp_path, api_env, monkeypatch):
+    from quant_batch.ui.routes import replay_command
+
+    monkeypatch.chdir(tmp_path)
+    docs = tmp_path / "my docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("A note about the harbour lantern. __POISON__")
+    (docs / "b.txt").write_text("A note about the quarry river.")
+    summary = quant_batch.embed("my docs", out="index", prefect=False)
+    assert summary.status == "errors" and summary.target == "my docs"
+    saved = json.loads((tmp_path / "index" / "runs" / f"{summary.run_id}.json").read_text())
+    assert saved["target"] == "my docs"
+    err = {"stage": "embed", "run_id": summary.run_id}
+    assert (
+        replay_command("index", err, saved["target"])
+        == f"quant-batch replay 'my docs' --out index --run {summary.run_id}"
+    )
+    # an absolute target shows only its name on the page: no machine paths
+    assert str(tmp_path) not in replay_command("index", err, str(docs))

@@ -33,6 +33,19 @@ def test_search_source_glob_filters_hits(page: Page, ui_url):
     assert sources and all(s.startswith("corpus/bicycle/") for s in sources)
 
 
+def test_search_metadata_filter_narrows_hits(page: Page, ui_url):
+    page.goto(f"{ui_url}/o/index/search")
+    page.get_by_label("query").fill("when is the library open on sunday")
+    page.get_by_label("metadata filter").fill("extension=.html")
+    page.get_by_role("button", name="Search").click()
+    sources = page.locator(".hit .source").all_inner_texts()
+    assert sources and all(s.endswith(".html") for s in sources)
+    assert "where=extension" in page.url  # the filter is part of the shareable URL
+    page.get_by_label("metadata filter").fill("extension")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator(".error")).to_contain_text("key=value")
+
+
 def test_documents_list_and_chunks_in_order(page: Page, ui_url):
     page.goto(f"{ui_url}/o/index/documents")
     row = page.locator("tr", has=page.get_by_role("link", name="corpus/library/opening-hours.md"))
