@@ -116,15 +116,16 @@ def search(
         want = min(len(scores), k + 8)
         top = np.argpartition(-scores, want - 1)[:want]
         top = top[np.argsort(-scores[top])]
-        by_id = {r[3]: r for r in snap.con.execute(ROWS_SQL, [[ids[i] for i in top]]).fetchall()}
+        top_ids = ids.take(pa.array(top)).to_pylist()  # only the candidates' ids become Python strings
+        by_id = {r[3]: r for r in snap.rows(ROWS_SQL, [top_ids])}
     finally:
         snap.close()
     seen: set[str] = set()
     hits: list[Hit] = []
-    for i in top:
-        if ids[i] in by_id and ids[i] not in seen and len(hits) < k:
-            seen.add(ids[i])
-            hits.append(_hit(by_id[ids[i]], scores[i]))
+    for i, cid in zip(top, top_ids):
+        if cid in by_id and cid not in seen and len(hits) < k:
+            seen.add(cid)
+            hits.append(_hit(by_id[cid], scores[i]))
     return hits
 
 
@@ -150,7 +151,7 @@ def _hit(row: tuple, score: float) -> Hit:
     )
 
 
-def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray, list[str]] | None:
+def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray, pa.Array] | None:
     """The memory-mapped unit-vector matrix of the live index, built if missing; None if small."""
     layout = snap.layout
     live = layout.live(gen["generation"])
@@ -161,14 +162,14 @@ def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray
     vec_path, ids_path = base.with_suffix(".f32"), base.with_suffix(".ids.arrow")
     dim = int(gen["dimensions"])
     if not (vec_path.exists() and ids_path.exists()):
-        if snap.count("SELECT count(*) FROM live_chunks") < min_rows:
+        if snap.rows("SELECT count(*) FROM live_chunks")[0][0] < min_rows:
             return None
         for old in layout.state.glob(f"search-{gen['generation']}-*"):
             old.unlink(missing_ok=True)
         build_matrix(snap.con, vec_path, ids_path, dim)
     vectors = np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
-    with pa.memory_map(str(ids_path)) as src:
-        ids = pa.ipc.open_file(src).read_all().column("chunk_id").to_pylist()
+    # memory-mapped, not a million Python strings per query
+    ids = pa.ipc.open_file(pa.memory_map(str(ids_path))).read_all().column("chunk_id").combine_chunks()
     return vectors, ids
 
 

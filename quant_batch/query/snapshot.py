@@ -16,6 +16,7 @@ snapshot. Paths go to DuckDB as relation arguments, never pasted into SQL.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,28 @@ class Snapshot:
     def __init__(self, out: Path | str):
         self.layout = Layout(Path(out))
         self.generation: dict[str, Any] | None = self.layout.active_generation()
-        self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+        self._con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+        self._vectors_ready = False
         self._views()
 
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection with every view, ``chunks`` and ``chunk_vectors`` included.
+
+        The vector views are made on first use: binding ten thousand part files costs a tenth of
+        a second that a search answered from the matrix does not need (see :meth:`rows`).
+        """
+        if not self._vectors_ready:
+            self._vectors_ready = True
+            self._vector_views()
+        return self._con
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Rows of a query that needs no vectors (live_chunks, documents, errors, runs, images)."""
+        return self._con.execute(sql, params or []).fetchall()
+
     def close(self) -> None:
-        self.con.close()
+        self._con.close()
 
     def __enter__(self) -> Snapshot:
         return self
@@ -77,7 +95,7 @@ class Snapshot:
     def _view(self, name: str, paths: list[Path], **kw: Any) -> bool:
         if not paths:
             return False
-        self.con.read_parquet([str(p) for p in paths], **kw).create_view(name)
+        self._con.read_parquet([str(p) for p in paths], **kw).create_view(name)
         return True
 
     def _views(self) -> None:
@@ -89,15 +107,31 @@ class Snapshot:
             if "metadata" in pq.read_schema(live).names:
                 self._view("live_chunks", [live])
             else:  # published before chunks carried metadata
-                self.con.read_parquet(str(live)).project("*, NULL::VARCHAR AS metadata").create_view("live_chunks")
+                self._con.read_parquet(str(live)).project("*, NULL::VARCHAR AS metadata").create_view("live_chunks")
             if not self._view("documents", [lay.documents(gen)] if lay.documents(gen).exists() else []):
-                self.con.execute("CREATE VIEW documents AS SELECT DISTINCT doc_id, source_path FROM live_chunks")
-            parts = sorted(lay.vector_parts(gen).glob("*.parquet"))
+                self._con.execute("CREATE VIEW documents AS SELECT DISTINCT doc_id, source_path FROM live_chunks")
+        if not self._view("errors", parquet_files(lay.error_parts), union_by_name=True):
+            self._con.from_arrow(ERROR_SCHEMA.empty_table()).create_view("errors")
+        runs = [{c: r.get(c) for c in RUN_COLUMNS} for r in list_runs(lay.runs, limit=1_000_000)]
+        self._con.register(
+            "runs",
+            pa.Table.from_pylist(runs) if runs else pa.table({c: pa.array([], pa.string()) for c in RUN_COLUMNS}),
+        )
+        if self._view("image_renders", parquet_files(lay.image_parts), union_by_name=True):
+            self._con.execute(
+                "CREATE VIEW images AS SELECT * FROM image_renders "
+                "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)"
+            )
+
+    def _vector_views(self) -> None:
+        if self.has_index:
+            assert self.generation is not None
+            parts = parquet_files(self.layout.vector_parts(self.generation["generation"]))
             if self._view("vector_parts", parts):
                 # a key is stored once per vector space; a part committed twice (a task that ran
                 # twice) must not double a hit, hence the QUALIFY
                 dim = int(self.generation["dimensions"])  # Parquet lists read as FLOAT[]; search needs FLOAT[dim]
-                self.con.execute(
+                self._con.execute(
                     "CREATE VIEW chunks AS SELECT l.chunk_id, l.doc_id, l.source_path, l.position, l.start_char, "
                     f"l.end_char, l.text, l.key, l.metadata, v.tokens, v.model, v.dimensions, v.normalize, v.vector::FLOAT[{dim}] "
                     "AS vector "
@@ -106,26 +140,23 @@ class Snapshot:
                 )
                 # the same join without the window, which would hold every vector at once: the
                 # search matrix streams from it and drops a doubled chunk itself
-                self.con.execute(
+                self._con.execute(
                     f"CREATE VIEW chunk_vectors AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector "
                     "FROM live_chunks l JOIN vector_parts v USING (key)"
                 )
-        if not self._view("errors", sorted(lay.error_parts.glob("*.parquet")), union_by_name=True):
-            self.con.from_arrow(ERROR_SCHEMA.empty_table()).create_view("errors")
-        runs = [{c: r.get(c) for c in RUN_COLUMNS} for r in list_runs(lay.runs, limit=1_000_000)]
-        self.con.register(
-            "runs",
-            pa.Table.from_pylist(runs) if runs else pa.table({c: pa.array([], pa.string()) for c in RUN_COLUMNS}),
-        )
-        if self._view("image_renders", sorted(lay.image_parts.glob("*.parquet")), union_by_name=True):
-            self.con.execute(
-                "CREATE VIEW images AS SELECT * FROM image_renders "
-                "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)"
-            )
 
     def count(self, sql: str, params: list[Any] | None = None) -> int:
         rows = self.con.execute(sql, params or []).fetchall()
         return int(rows[0][0]) if rows else 0
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The committed Parquet files of ``folder``, by name: no half-written ``.tmp-*`` file."""
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".parquet") and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in names]
 
 
 def stored_keys(layout: Layout, generation: str) -> set[str]:
