@@ -9,8 +9,9 @@ decay) is that budget; the local bucket stays in front of it for smooth pacing a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from quant_batch.client import QuantClient
 from quant_batch.client.config import ApiConfig, RateLimits
@@ -65,3 +66,23 @@ def flow_client(api: ApiConfig, limits: RateLimits, *, pool_size: int, images: b
         ensure_rate_limit(limits.prefect_limit, rate)
     with build_client(api, limits, pool_size=pool_size, images=images) as client:
         yield share_limit(client, limits.prefect_limit)
+
+
+def submit_shards(task: Any, run: Any, absorb: Callable[[Any], None], *, images: bool = False) -> None:
+    """Send a render or enrich run's shards as tasks, with one flow client, the run's context,
+    prices and budget; a halted budget (refused token, unreachable service) stops submitting."""
+    from quant_batch.flows._common import submit_windowed
+
+    cfg = run.config
+    with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=images) as client:
+        submit_windowed(
+            task,
+            run.shards(),
+            cfg.concurrency,
+            absorb,
+            may_submit=lambda _: not run.budget.halted,
+            client=client,
+            ctx=run.context,
+            prices=run.prices,
+            budget=run.budget,
+        )

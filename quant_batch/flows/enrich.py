@@ -19,8 +19,8 @@ from quant_batch.enrich.config import load_enrich_config
 from quant_batch.enrich.run import EnrichRun
 from quant_batch.enrich.source import EnrichItem
 from quant_batch.enrich.worker import EnrichContext, EnrichResult, enrich_items
-from quant_batch.flows._common import Progress, link_flow_run, report, submit_windowed
-from quant_batch.flows._limits import flow_client
+from quant_batch.flows._common import Progress, link_flow_run, report
+from quant_batch.flows._limits import submit_shards
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.runs.runner import running_under
 
@@ -55,18 +55,7 @@ def enrich(
             run.absorb(result)
             progress.advance(result.enriched + result.failed + result.skipped_cap)
 
-        with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency) as client:
-            submit_windowed(
-                enrich_shard_task,
-                run.shards(),
-                cfg.concurrency,
-                absorb,
-                may_submit=lambda _: not run.budget.halted,
-                client=client,
-                ctx=run.context,
-                budget=run.budget,
-                prices=run.prices,
-            )
+        submit_shards(enrich_shard_task, run, absorb)
         summary = run.finish()
     return report("enrich-summary", "Chat enrichment run", summary)
 

@@ -13,8 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from quant_batch.client import QuantClient
-from quant_batch.flows._common import Progress, link_flow_run, report, submit_windowed
-from quant_batch.flows._limits import flow_client
+from quant_batch.flows._common import Progress, link_flow_run, report
+from quant_batch.flows._limits import submit_shards
 from quant_batch.pricing import Budget, PriceTable
 from quant_batch.render.config import resolve_render_config
 from quant_batch.render.rows import RenderRow
@@ -58,18 +58,7 @@ def render_images(
             run.absorb(result)
             progress.advance(result.rendered + result.failed)
 
-        with flow_client(cfg.api, cfg.rate_limits, pool_size=cfg.concurrency, images=True) as client:
-            submit_windowed(
-                render_shard_task,
-                run.shards(),
-                cfg.concurrency,
-                absorb,
-                may_submit=lambda _: not run.budget.halted,
-                client=client,
-                ctx=run.context,
-                prices=run.prices,
-                budget=run.budget,
-            )
+        submit_shards(render_shard_task, run, absorb, images=True)
         summary = run.finish()
     return report("render-summary", "Image rendering run", summary)
 
