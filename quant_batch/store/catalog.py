@@ -328,7 +328,11 @@ class Catalog:
         return closed
 
     def load_state(self) -> None:
-        """Refresh ``live_chunks`` / ``documents`` from the active generation's state files."""
+        """Point ``live_chunks`` / ``documents`` at the active generation's published state files.
+
+        Views, not copies: the published files never change once written (a publish writes new
+        ones and moves the pointer), so the catalog holds no second copy of every chunk's text.
+        """
         gen = self.active_generation()
         if gen is None:
             return
@@ -336,12 +340,13 @@ class Catalog:
         for table, path in (("live_chunks", self.layout.live(g)), ("documents", self.layout.documents(g))):
             if not path.exists():
                 continue
-            stamp = f"{path.name}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
-            seen = self.con.execute("SELECT v FROM _meta WHERE k = ?", [table]).fetchone()
-            if seen and seen[0] == stamp and self._has_table(table):
-                continue
-            self.con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_parquet(?)", [str(path)])
-            self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", [table, stamp])
+            kind = self.con.execute(
+                "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchall()
+            if kind and kind[0][0] == "BASE TABLE":  # catalogs before views held a copy
+                self.con.execute(f"DROP TABLE {table}")
+            # a view's SQL cannot take bound parameters: the path is a quoted literal
+            self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_sql_string(str(path))})")
         self._point_chunks_view()
 
     def _point_chunks_view(self) -> None:
