@@ -168,9 +168,9 @@ class Catalog:
         twice by a task that ran twice must not double a row).
         """
         new = self._new_parts(paths)
-        if not new:
+        if not paths or (not new and not self._is_base_table(f"vectors_{_ident(generation)}")):
             return 0
-        meta = pq.read_schema(new[0]).metadata or {}
+        meta = pq.read_schema((new or paths)[0]).metadata or {}
         dims = int(meta.get(b"dimensions", b"0"))
         table = self.ensure_generation(
             generation, meta.get(b"model", b"").decode(), dims, meta.get(b"normalize", b"true").decode() == "true"
@@ -197,10 +197,7 @@ class Catalog:
                 [f"parts/vectors/{generation}/%"],
             ).fetchall()
         ]
-        kind = self.con.execute(
-            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [table]
-        ).fetchall()
-        if kind and kind[0][0] == "BASE TABLE":  # catalogs before views held a copy; parts are the truth
+        if self._is_base_table(table):  # catalogs before views held a copy; parts are the truth
             self.con.execute(f"DROP TABLE {table}")
         files = ", ".join(_sql_string(str(self.layout.root / n)) for n in names)
         # a view's SQL cannot take bound parameters: the paths are quoted literals (see _sql_string)
@@ -340,10 +337,7 @@ class Catalog:
         for table, path in (("live_chunks", self.layout.live(g)), ("documents", self.layout.documents(g))):
             if not path.exists():
                 continue
-            kind = self.con.execute(
-                "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchall()
-            if kind and kind[0][0] == "BASE TABLE":  # catalogs before views held a copy
+            if self._is_base_table(table):  # catalogs before views held a copy
                 self.con.execute(f"DROP TABLE {table}")
             # a view's SQL cannot take bound parameters: the path is a quoted literal
             self.con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({_sql_string(str(path))})")
@@ -377,6 +371,11 @@ class Catalog:
         )
 
     # -- reading ---------------------------------------------------------------------------
+
+    def _is_base_table(self, name: str) -> bool:
+        kind = self.con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name])
+        rows = kind.fetchall()
+        return bool(rows) and rows[0][0] == "BASE TABLE"
 
     def _has_table(self, name: str) -> bool:
         row = self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()

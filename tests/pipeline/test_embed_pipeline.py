@@ -321,3 +321,27 @@ def test_a_run_says_which_files_it_skipped(tmp_path, client, emulator):
     assert summary.status == "completed" and summary.stats["documents"] == 2
     assert summary.stats["files_skipped"] == ".csv 1, .xyz 1 (unsupported)"
     assert ("files skipped", ".csv 1, .xyz 1 (unsupported)") in summary.table()
+
+
+def test_a_catalog_that_held_copies_becomes_views_over_the_files(corpus, tmp_path, client, emulator):
+    """Catalogs written before the catalog stopped copying vectors and chunks migrate on the next run."""
+    import duckdb
+
+    cfg = corpus_config(corpus, tmp_path / "index")
+    run_corpus(cfg, client)
+    con = duckdb.connect(str(cfg.out / "catalog.duckdb"))
+    try:
+        (vectors,) = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'vectors_%'"
+        ).fetchone()
+        for name in ("live_chunks", "documents", vectors):  # what older releases stored
+            con.execute(f"CREATE TABLE {name}_copy AS SELECT * FROM {name}")
+            con.execute(f"DROP VIEW {name}")
+            con.execute(f"ALTER TABLE {name}_copy RENAME TO {name}")
+    finally:
+        con.close()
+    calls = api_calls(emulator)
+    assert run_corpus(cfg, client).status == "completed" and api_calls(emulator) == calls
+    kinds = dict(query(cfg.out, "SELECT table_name, table_type FROM information_schema.tables"))
+    assert kinds["live_chunks"] == kinds["documents"] == kinds[vectors] == "VIEW"
+    assert query(cfg.out, "SELECT count(*) FROM chunks")[0][0] > 0
