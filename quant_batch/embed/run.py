@@ -24,6 +24,7 @@ from quant_batch.runs.executor import run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
 from quant_batch.store import state
+from quant_batch.store.files import committed_parquet
 from quant_batch.store.keys import KeySet
 from quant_batch.store.records import write_errors
 from quant_batch.tokens import estimate_tokens
@@ -68,7 +69,7 @@ class CorpusRun(RunSession):
         if cfg.contextual_chunks.enabled:
             self.check_prices(self.prices, "chat", [cfg.contextual_chunks.model], cfg.max_cost)
         gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
-        done = KeySet.from_parts(sorted(self.layout.vector_parts(gen).glob("*.parquet")))
+        done = KeySet.from_parts(committed_parquet(self.layout.vector_parts(gen)))
         dead = {k for k in self.catalog.dead_letter_keys(("embed", "quality"), replay=replay) if k not in done}
         handoff: queue.Queue[ShardTask | BaseException | None] = queue.Queue()
 

@@ -16,11 +16,13 @@ from quant_batch.embed.plan import plan_corpus
 from quant_batch.enrich.config import EnrichConfig
 from quant_batch.hashing import embedding_generation
 from quant_batch.pricing import load_prices
-from quant_batch.query.snapshot import Snapshot, stored_keys
+from quant_batch.query.snapshot import Snapshot
 from quant_batch.render.config import RenderConfig
 from quant_batch.render.manifest import load_manifest
 from quant_batch.render.run import estimate_row_cost
 from quant_batch.store.catalog import Catalog
+from quant_batch.store.files import committed_parquet
+from quant_batch.store.keys import KeySet
 from quant_batch.store.layout import Layout
 from quant_batch.store.state import count_removed
 
@@ -47,7 +49,8 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
     scan = require_documents(cfg.sources)
     layout = Layout(Path(cfg.out))
     gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
-    done = stored_keys(layout, gen)  # the part files, not the catalog: a running run holds that
+    # the part files, not the catalog: a running run holds that
+    done = KeySet.from_parts(committed_parquet(layout.vector_parts(gen)))
     prices = load_prices(cfg.pricing)
     with tempfile.TemporaryDirectory(prefix="quant-batch-plan-") as tmp:
         plan = plan_corpus(cfg, layout, "dry-run", done, scratch=Path(tmp))
@@ -84,7 +87,7 @@ def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, 
     manifest = load_manifest(cfg.manifest, cfg.defaults)
     with Snapshot(layout.root) as snap:
         done = (
-            {r[0] for r in snap.con.execute("SELECT DISTINCT key FROM image_renders WHERE status = 'ok'").fetchall()}
+            {r[0] for r in snap.rows("SELECT DISTINCT key FROM image_renders WHERE status = 'ok'")}
             if snap.has_images
             else set()
         )

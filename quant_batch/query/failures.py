@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from quant_batch.store.files import committed_parquet
 from quant_batch.store.layout import Layout
 
 COLUMNS = (
@@ -36,8 +37,7 @@ def list_errors(out: str | Path, run: str | None = None) -> list[dict[str, Any]]
     """
     import duckdb
 
-    # hidden .tmp-* files are parts still being written
-    files = sorted(str(p) for p in Layout(Path(out)).error_parts.glob("*.parquet") if not p.name.startswith("."))
+    files = [str(p) for p in committed_parquet(Layout(Path(out)).error_parts)]
     if not files:
         return []
     sql = f"SELECT {', '.join(COLUMNS)} FROM read_parquet(?) {'WHERE run_id = ?' if run else ''} ORDER BY created_at, error_id"

@@ -16,7 +16,6 @@ snapshot. Paths go to DuckDB as relation arguments, never pasted into SQL.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from quant_batch.runs.summary import list_runs
 from quant_batch.store.catalog import MEMORY_LIMIT
+from quant_batch.store.files import committed_parquet
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ERROR_SCHEMA
 
@@ -110,14 +110,14 @@ class Snapshot:
                 self._con.read_parquet(str(live)).project("*, NULL::VARCHAR AS metadata").create_view("live_chunks")
             if not self._view("documents", [lay.documents(gen)] if lay.documents(gen).exists() else []):
                 self._con.execute("CREATE VIEW documents AS SELECT DISTINCT doc_id, source_path FROM live_chunks")
-        if not self._view("errors", parquet_files(lay.error_parts), union_by_name=True):
+        if not self._view("errors", committed_parquet(lay.error_parts), union_by_name=True):
             self._con.from_arrow(ERROR_SCHEMA.empty_table()).create_view("errors")
         runs = [{c: r.get(c) for c in RUN_COLUMNS} for r in list_runs(lay.runs, limit=1_000_000)]
         self._con.register(
             "runs",
             pa.Table.from_pylist(runs) if runs else pa.table({c: pa.array([], pa.string()) for c in RUN_COLUMNS}),
         )
-        if self._view("image_renders", parquet_files(lay.image_parts), union_by_name=True):
+        if self._view("image_renders", committed_parquet(lay.image_parts), union_by_name=True):
             self._con.execute(
                 "CREATE VIEW images AS SELECT * FROM image_renders "
                 "QUALIFY run_id = first_value(run_id) OVER (PARTITION BY id ORDER BY created_at DESC)"
@@ -126,7 +126,7 @@ class Snapshot:
     def _vector_views(self) -> None:
         if self.has_index:
             assert self.generation is not None
-            parts = parquet_files(self.layout.vector_parts(self.generation["generation"]))
+            parts = committed_parquet(self.layout.vector_parts(self.generation["generation"]))
             if self._view("vector_parts", parts):
                 # a key is stored once per vector space; a part committed twice (a task that ran
                 # twice) must not double a hit, hence the QUALIFY
@@ -148,25 +148,3 @@ class Snapshot:
     def count(self, sql: str, params: list[Any] | None = None) -> int:
         rows = self.con.execute(sql, params or []).fetchall()
         return int(rows[0][0]) if rows else 0
-
-
-def parquet_files(folder: Path) -> list[Path]:
-    """The committed Parquet files of ``folder``, by name: no half-written ``.tmp-*`` file."""
-    try:
-        names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".parquet") and not e.name.startswith("."))
-    except FileNotFoundError:
-        return []
-    return [folder / n for n in names]
-
-
-def stored_keys(layout: Layout, generation: str) -> set[str]:
-    """Keys with a committed vector in ``generation``: the ledger as the part files hold it."""
-    parts = sorted(layout.vector_parts(generation).glob("*.parquet"))
-    if not parts:
-        return set()
-    con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
-    try:
-        rel = con.read_parquet([str(p) for p in parts]).select("key").distinct()
-        return {r[0] for r in rel.fetchall()}
-    finally:
-        con.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from quant_batch.store.catalog import MEMORY_LIMIT
-from quant_batch.store.files import atomic_path, write_bytes_atomic
+from quant_batch.store.files import atomic_path, committed_parquet, write_bytes_atomic
 from quant_batch.store.layout import Layout
 
 
@@ -87,7 +87,7 @@ def publish(
     old_live, old_docs = layout.live(generation), layout.documents(generation)
     live_out = layout.state / f"live-{generation}-{run_id}.parquet"
     docs_out = layout.state / f"documents-{generation}-{run_id}.parquet"
-    parts = sorted(layout.vector_parts(generation).glob("*.parquet"))
+    parts = committed_parquet(layout.vector_parts(generation))
     con = _connect()
     try:
         removed = _removed(con, old_live, new_live, carry) if old_live.exists() else 0

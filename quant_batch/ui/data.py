@@ -13,7 +13,6 @@ under ``<out>/.ui-cache/`` (thumbnails, the search matrix).
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pyarrow as pa
 from quant_batch.query.search import Hit, build_matrix, filter_sql
 from quant_batch.render.run import IMAGE_SCHEMA
 from quant_batch.runs.summary import list_runs
+from quant_batch.store.files import committed_parquet
 from quant_batch.store.layout import Layout
 from quant_batch.store.records import ERROR_SCHEMA
 
@@ -41,25 +41,12 @@ def public_path(text: str | None) -> str:
     return _ABS_PATH.sub(r"\1", text) if text else ""
 
 
-def _part_names(folder: Path) -> list[str]:
-    """Names of the committed part files of ``folder`` (hidden ``.tmp-`` files are not parts yet)."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted(e.name for e in it if e.name.endswith(".parquet") and not e.name.startswith("."))
-    except FileNotFoundError:
-        return []
-
-
 def _stamp(path: Path) -> str | None:
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
     return f"{path.name}:{st.st_mtime_ns}:{st.st_size}"
-
-
-def _files_sql(paths: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 @dataclass(frozen=True)
@@ -120,15 +107,15 @@ class OutputData:
 
     def _append(self, table: str, folder: Path, schema: pa.Schema) -> None:
         loaded = self._loaded[table]
-        new = [n for n in _part_names(folder) if n not in loaded]
+        new = [p.name for p in committed_parquet(folder) if p.name not in loaded]
         columns = ", ".join(schema.names)  # never an image part's optional embedded ``png`` column
         # 500 files per read: one read_parquet over 10,000 one-row parts took 30 s and ran out of
         # memory; in slices it takes a few seconds, once (later calls read only new parts)
         for i in range(0, len(new), APPEND_FILES):
             batch = new[i : i + APPEND_FILES]
             self.con.execute(
-                f"INSERT INTO {table} BY NAME SELECT {columns} FROM "
-                f"read_parquet({_files_sql([folder / n for n in batch])}, union_by_name=true)"
+                f"INSERT INTO {table} BY NAME SELECT {columns} FROM read_parquet(?, union_by_name=true)",
+                [[str(folder / n) for n in batch]],
             )
             loaded.update(batch)
 
@@ -232,12 +219,16 @@ class OutputData:
             for old in self.cache.glob(f"search-{gen['generation']}-*"):
                 old.unlink(missing_ok=True)
             folder = self.layout.vector_parts(gen["generation"])
-            parts = [folder / n for n in _part_names(folder)]
+            parts = committed_parquet(folder)
             # no window to drop a part committed twice: it would hold every vector at once; the
-            # matrix drops a doubled chunk itself
+            # matrix drops a doubled chunk itself. The parts are a relation, not paths in SQL
+            if parts:
+                self.con.read_parquet([str(p) for p in parts]).select("key, vector").create_view(
+                    "vector_parts", replace=True
+                )
             self.con.execute(
                 f"CREATE OR REPLACE VIEW chunk_vectors AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector "
-                f"FROM live_chunks l JOIN (SELECT key, vector FROM read_parquet({_files_sql(parts)})) v USING (key)"
+                "FROM live_chunks l JOIN vector_parts v USING (key)"
                 if parts
                 else f"CREATE OR REPLACE VIEW chunk_vectors AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0"
             )
