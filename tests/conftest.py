@@ -56,3 +56,7 @@ def client(api_env):
 
     with build_client(ApiConfig(max_attempts=4, max_retry_seconds=30), RateLimits(), pool_size=8) as c:
         yield c
+
+
+# a real S3-compatible server (moto) for every test that uses a bucket
+from tests.s3 import moto_endpoint, s3_env, storage  # noqa: E402, F401

@@ -12,7 +12,7 @@ import pytest
 from quant_batch.store import commit
 from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
 from quant_batch.store.storage import Storage, open_storage
-from tests.store.conftest import BUCKET, all_keys, start_moto_process
+from tests.s3 import BUCKET, all_keys, start_moto_process
 
 KEY = "parts/vectors/g1/run-0001.parquet"
 
@@ -131,7 +131,7 @@ def _check_race(storage: Storage, keys: list[str], outcome: dict[str, list[bool]
 
 
 def test_two_processes_race_for_the_same_parts_in_a_bucket(monkeypatch, tmp_path):
-    from tests.store.conftest import aws_env, boto_client
+    from tests.s3 import aws_env, boto_client
 
     with start_moto_process() as endpoint:
         aws_env(monkeypatch, endpoint)

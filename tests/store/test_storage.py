@@ -12,7 +12,7 @@ import pytest
 from quant_batch.errors import ConfigError, ObjectNotFound, StorageError
 from quant_batch.store import commit
 from quant_batch.store.storage import Storage, StorageConfig, catalog_cache_dir, open_storage, register_parquet
-from tests.store.conftest import ACCESS_KEY, BUCKET, aws_env, start_moto_process
+from tests.s3 import ACCESS_KEY, BUCKET, aws_env, start_moto_process
 
 DOCS = ["docs/a.md", "docs/sub/b.md", "docs/sub/c.txt", "docs/.hidden.md", "docs/sub/.tmp-1-x.md", "docs/x.pdf"]
 

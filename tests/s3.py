@@ -1,4 +1,6 @@
-"""A real S3-compatible server (moto) for storage tests, plus AWS_* settings scoped to one test.
+"""A real S3-compatible server (moto) for tests that use buckets, plus AWS_* settings scoped to one test.
+
+The fixtures (``moto_endpoint``, ``s3_env``, ``storage``) are registered in ``tests/conftest.py``.
 
 The threaded server lives in the test process for the whole session (~5 ms to start); tests that
 need a server of their own (other processes, authentication switched on) start the ``moto.server``
