@@ -24,6 +24,7 @@ from quant_batch.embed.config import ContextualChunks, CorpusConfig
 from quant_batch.enrich.config import EnrichConfig, SqlSource
 from quant_batch.render.config import RenderConfig
 from quant_batch.render.fields import RenderDefaults
+from quant_batch.store.storage_config import StorageConfig
 
 DEFAULT_OUTPUT = Path("docs/config-reference.md")
 
@@ -40,6 +41,7 @@ SECTIONS: tuple[tuple[type[BaseModel], str], ...] = (
     (SqlSource, "`source` (EnrichConfig) when it is a query"),
     (RateLimits, "`rate_limits` (every run config)"),
     (ApiConfig, "`api` (every run config)"),
+    (StorageConfig, "`storage` (embed and render run configs), for bucket outputs and sources"),
 )
 
 _BOUNDS = ((at.Ge, ">=", "ge"), (at.Gt, ">", "gt"), (at.Le, "<=", "le"), (at.Lt, "<", "lt"))
@@ -79,6 +81,8 @@ def _type_name(annotation: Any) -> str:
         return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
     if origin is Literal:
         return " or ".join(f'"{a}"' for a in args)
+    if origin in (Union, types.UnionType) and set(args) == {Path, str}:
+        return "path or URI"
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + (
             " or null" if type(None) in args else ""

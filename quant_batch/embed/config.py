@@ -13,6 +13,8 @@ from quant_batch.corpus.chunking import ChunkSettings
 from quant_batch.corpus.readers import SUPPORTED_SUFFIXES, TABLE_SUFFIXES
 from quant_batch.corpus.sources import Source, check_sources
 from quant_batch.errors import ConfigError
+from quant_batch.store.location import Location
+from quant_batch.store.storage_config import StorageConfig
 
 EMBED_MODELS = {"amazon.titan-embed-text-v2:0": (256, 512, 1024, 8192), "amazon.titan-embed-text-v1:0": (1536,)}
 
@@ -54,7 +56,13 @@ class CorpusConfig(_Strict):
         min_length=1,
         description="Folders ({path, include, exclude}) and tables ({table, id_column, text_column}) to read.",
     )
-    out: Path = Field(default=Path("data/index"), description="Output folder: Parquet parts, state and catalog.duckdb.")
+    out: Location = Field(
+        default=Path("data/index"),
+        description="Output folder or bucket URI (s3://bucket/prefix): Parquet parts, state, run summaries.",
+    )
+    storage: StorageConfig | None = Field(
+        default=None, description="Bucket endpoint/region/profile and catalog cache folder; default: the AWS_* chain."
+    )
     chunking: ChunkSettings = Field(default=ChunkSettings(), description="How documents are cut into chunks.")
     model: str = Field(
         default="amazon.titan-embed-text-v2:0",

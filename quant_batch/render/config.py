@@ -10,14 +10,20 @@ from pydantic import Field
 from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.config_files import _Strict, load_yaml, parse_config, read_yaml
 from quant_batch.render.fields import RenderDefaults
+from quant_batch.store.location import Location
+from quant_batch.store.storage_config import StorageConfig
 
 
 class RenderConfig(_Strict):
     """Everything one image-rendering run needs."""
 
     manifest: Path = Field(description="Prompt manifest: .jsonl, .csv or .yaml rows, one image request each.")
-    out: Path = Field(
-        default=Path("data/renders"), description="Output folder: PNGs, Parquet parts, catalog.duckdb, index.html."
+    out: Location = Field(
+        default=Path("data/renders"),
+        description="Output folder or bucket URI (s3://bucket/prefix): PNGs, Parquet parts, index.html.",
+    )
+    storage: StorageConfig | None = Field(
+        default=None, description="Bucket endpoint/region/profile and catalog cache folder; default: the AWS_* chain."
     )
     defaults: RenderDefaults = Field(
         default=RenderDefaults(),

@@ -15,22 +15,27 @@ _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID
 class StorageConfig(_Strict):
     """The optional ``storage:`` block of a run config; every field overrides the AWS chain."""
 
-    endpoint_url: str | None = None
-    """S3-compatible endpoint, e.g. ``http://127.0.0.1:9000`` (default: ``AWS_ENDPOINT_URL``)."""
-    region: str | None = None
-    """Bucket region (default: ``AWS_REGION`` / the profile / asked from the bucket)."""
-    profile: str | None = None
-    """Named profile in the shared AWS config files (default: ``AWS_PROFILE``)."""
-    access_key_id: SecretStr | None = None
-    """Only for the Python API; committed configs hold no secrets (use the environment)."""
-    secret_access_key: SecretStr | None = None
-    """Only with ``access_key_id``."""
-    session_token: SecretStr | None = None
-    """Temporary credentials' token, with the two keys above."""
-    cache_dir: Path | None = None
-    """Local folder for a bucket output's catalog (default: ``$XDG_CACHE_HOME/quant-batch``)."""
-    request_attempts: int = Field(5, ge=1, le=20)
-    """Attempts per storage request (boto3 standard retry mode) before a run gives up."""
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000; default AWS_ENDPOINT_URL."
+    )
+    region: str | None = Field(
+        default=None, description="Bucket region; default AWS_REGION, the profile's, or asked from the bucket."
+    )
+    profile: str | None = Field(default=None, description="Named profile in the shared AWS files; default AWS_PROFILE.")
+    access_key_id: SecretStr | None = Field(
+        default=None, description="Python API only; committed configs hold no secrets (use the environment)."
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="Python API only, with access_key_id.")
+    session_token: SecretStr | None = Field(
+        default=None, description="Temporary credentials' token, with the two keys above (Python API only)."
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Local folder for a bucket output's working copy and catalog; default $XDG_CACHE_HOME/quant-batch.",
+    )
+    request_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts per storage request (boto3 standard retries), 1-20."
+    )
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> StorageConfig:
