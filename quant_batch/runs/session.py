@@ -43,7 +43,7 @@ class RunSession:
 
     def save_summary(self) -> None:
         """Write the run summary (and send it to the bucket of a bucket output)."""
-        self.layout.push(self.summary.save(self.layout.runs))
+        self.layout.replace(self.layout.runs / f"{self.summary.run_id}.json", self.summary.to_json())
 
     def prepare(self) -> None:
         """Clean-up a subclass needs under the lock, before the catalog opens."""

@@ -73,8 +73,11 @@ class RunSummary:
 
     def save(self, runs_dir: Path) -> Path:
         path = runs_dir / f"{self.run_id}.json"
-        write_bytes_atomic(path, json.dumps(self.to_dict(), indent=2, default=str).encode())
+        write_bytes_atomic(path, self.to_json())
         return path
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, default=str).encode()
 
     def finish(self, status: str, reason: str | None = None, *, exit_code: int | None = None) -> None:
         self.finished_at = time.time()

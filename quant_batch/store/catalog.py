@@ -27,7 +27,6 @@ import duckdb
 import pyarrow.parquet as pq
 
 from quant_batch.errors import LockError
-from quant_batch.store.files import write_bytes_atomic
 from quant_batch.store.layout import Layout
 
 MEMORY_LIMIT = os.environ.get("QUANT_BATCH_DUCKDB_MEMORY", "512MB")
@@ -320,8 +319,7 @@ class Catalog:
                 continue
             if isinstance(run, dict) and run.get("status") == "running":
                 run.update(status="failed", reason="interrupted: the process ended before the run finished")
-                write_bytes_atomic(f, json.dumps(run, indent=2, default=str).encode())
-                self.layout.push(f)
+                self.layout.replace(f, json.dumps(run, indent=2, default=str).encode())
                 closed += 1
         return closed
 

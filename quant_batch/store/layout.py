@@ -98,6 +98,18 @@ class Layout:
                     self.remote.download(key, path)
         return paths
 
+    def replace(self, path: Path, data: bytes) -> None:
+        """Write a file that changes (a pointer, a summary) here and in the bucket.
+
+        The bucket first: a reader on this machine that refreshes in between then fetches the
+        new version, never puts the old one back over it.
+        """
+        if self.remote is not None:
+            self.remote.replace(self.key(path), data)
+        from quant_batch.store.commit import replace_file
+
+        replace_file(path, data)
+
     def delete(self, path: Path) -> None:
         """Remove ``path`` here and in the bucket."""
         Path(path).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from quant_batch.store.catalog import MEMORY_LIMIT
-from quant_batch.store.files import atomic_path, committed_parquet, write_bytes_atomic
+from quant_batch.store.files import atomic_path, committed_parquet
 from quant_batch.store.layout import Layout
 
 
@@ -122,8 +122,7 @@ def publish(
     layout.push(live_out, once=True)
     layout.push(docs_out, once=True)
     pointer = {"live": live_out.name, "documents": docs_out.name, "run_id": run_id, "published_at": time.time()}
-    write_bytes_atomic(layout.index_pointer(generation), json.dumps(pointer).encode())
-    layout.push(layout.index_pointer(generation))
+    layout.replace(layout.index_pointer(generation), json.dumps(pointer).encode())
     _prune(layout, generation, keep={live_out.name, docs_out.name, *(old or {}).values()})
     return Published(removed=removed, incomplete_documents=incomplete)
 
@@ -144,5 +143,4 @@ def _prune(layout: Layout, generation: str, keep: set[str]) -> None:
 def switch_generation(layout: Layout, generation: str, model: str, dimensions: int, normalize: bool) -> None:
     """Make ``generation`` the vector space search uses (call only once it is complete)."""
     meta = {"generation": generation, "model": model, "dimensions": dimensions, "normalize": normalize}
-    write_bytes_atomic(layout.generation, json.dumps(meta).encode())
-    layout.push(layout.generation)
+    layout.replace(layout.generation, json.dumps(meta).encode())
