@@ -140,9 +140,7 @@ def _read_file(path: Path, rel: str) -> Document | DocumentError:
     return document_from_bytes(data, rel, rel, modified)
 
 
-def document_from_bytes(
-    data: bytes, rel: str, source_path: str, modified: datetime | None
-) -> Document | DocumentError:
+def document_from_bytes(data: bytes, rel: str, source_path: str, modified: datetime | None) -> Document | DocumentError:
     """A folder document decoded from its bytes; a file and a bucket object read the same.
 
     Args:

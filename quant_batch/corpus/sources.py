@@ -43,7 +43,9 @@ from quant_batch.store.storage_config import StorageConfig
 class FolderSource(_Strict):
     """A folder of documents (.txt .md .html .pdf .docx), or a single document file."""
 
-    path: Location = Field(description="Folder to read recursively (it must exist), one document, or s3://bucket/prefix/.")
+    path: Location = Field(
+        description="Folder to read recursively (it must exist), one document, or s3://bucket/prefix/."
+    )
     include: tuple[str, ...] = Field(default=("**/*",), description="Glob patterns of files to read, relative to path.")
     exclude: tuple[str, ...] = Field(default=(), description="Glob patterns of files to skip; win over include.")
     name: str | None = Field(
@@ -247,9 +249,7 @@ def _by_extension(counts: Counter[str]) -> str:
     return ", ".join(f"{ext} {n}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def scan_sources(
-    sources: Iterable[FolderSource | TableSource], storage: StorageConfig | None = None
-) -> SourceScan:
+def scan_sources(sources: Iterable[FolderSource | TableSource], storage: StorageConfig | None = None) -> SourceScan:
     """Count what each source matches and skips, by the same rules :func:`iter_sources` reads by.
 
     Raises:

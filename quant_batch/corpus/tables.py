@@ -72,6 +72,14 @@ def _file_opener(path: Path) -> Opener:
     return lambda: open(path, "rb")
 
 
+def _relative(path: Path, root: Path | None) -> str:
+    resolved = path.resolve()
+    base = Path(root).resolve() if root is not None else resolved.parent
+    if not resolved.is_relative_to(base):
+        raise InputError(f"table is outside the source root {base}", path=str(path))
+    return resolved.relative_to(base).as_posix()
+
+
 def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str, meta_columns: Sequence[str] = ()):
     line, raw_id, raw_text, *meta = row
     row_id = _cell_str(raw_id).strip()

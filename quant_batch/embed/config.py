@@ -149,9 +149,7 @@ def resolve_corpus_config(
     return parse_config(CorpusConfig, data, source=str(target))
 
 
-def _check_columns(
-    table: Path | str, id_column: str, text_column: str, storage: StorageConfig | None = None
-) -> None:
+def _check_columns(table: Path | str, id_column: str, text_column: str, storage: StorageConfig | None = None) -> None:
     """Fail before the run when the table lacks a column (the reader checks before its first row)."""
     from quant_batch.corpus.readers import iter_table
 
@@ -163,7 +161,9 @@ def _resolve_uri(uri: str, id_column: str | None, text_column: str | None, overr
     if suffix in (".yaml", ".yml"):
         raise ConfigError(f"{display(uri)}: run configs are read from a local file; name the bucket in its sources")
     if (id_column or text_column) and suffix not in TABLE_SUFFIXES:
-        raise ConfigError(f"{display(uri)}: --id-column/--text-column apply only to a table target (.parquet/.csv/.jsonl)")
+        raise ConfigError(
+            f"{display(uri)}: --id-column/--text-column apply only to a table target (.parquet/.csv/.jsonl)"
+        )
     source: dict[str, Any] = {"path": uri}  # a prefix, or one document (decided by its suffix)
     if suffix in TABLE_SUFFIXES and not uri.endswith("/"):
         source = {"table": uri, "id_column": id_column or "id", "text_column": text_column or "text"}

@@ -107,9 +107,7 @@ def test_include_exclude_pick_the_same_objects_as_a_local_folder(docs, s3_env, t
 def test_two_prefixes_with_a_readme_each_are_two_documents(s3_env, api_env, tmp_path):
     put(s3_env, {"a/README.md": ALPHA, "b/README.md": BETA})
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(
-        f"sources:\n  - path: s3://{BUCKET}/a/\n  - path: s3://{BUCKET}/b\nout: {tmp_path / 'index'}\n"
-    )
+    cfg.write_text(f"sources:\n  - path: s3://{BUCKET}/a/\n  - path: s3://{BUCKET}/b\nout: {tmp_path / 'index'}\n")
     assert quant_batch.embed(cfg, prefect=False).status == "completed"
     assert live(tmp_path / "index") == [
         ("a/README.md", f"s3://{BUCKET}/a/README.md"),
@@ -198,3 +196,41 @@ def test_wrong_secret_fails_naming_the_uri_and_never_the_secret(api_env, monkeyp
             require_documents(cfg.sources)  # no block: the wrong env secret
         text = "".join(traceback.format_exception(info.value))
         assert wrong not in text and f"s3://{BUCKET}/docs" in str(info.value)
+
+
+def test_render_manifest_in_a_bucket_with_relative_input_images(s3_env, api_env, tmp_path):
+    images = SAMPLE / "images"
+    rows = [
+        {"id": "fox", "prompt": "a red fox", "width": 320, "height": 320},
+        {"id": "mug-cutout", "task": "BACKGROUND_REMOVAL", "image": "images/mug_red.png"},
+        {
+            "id": "mug-vars",
+            "task": "IMAGE_VARIATION",
+            "prompt": "a mug",
+            "images": ["images/mug.png", "../shared/palette.png"],
+        },
+        {"id": "gone", "task": "BACKGROUND_REMOVAL", "image": "images/missing.png"},
+    ]
+    put(
+        s3_env,
+        {
+            "render/prompts.jsonl": "\n".join(json.dumps(r) for r in rows) + "\n",
+            "render/images/mug_red.png": (images / "mug_red.png").read_bytes(),
+            "render/images/mug.png": (images / "mug.png").read_bytes(),
+            "shared/palette.png": (images / "palette.png").read_bytes(),
+        },
+    )
+    uri = f"s3://{BUCKET}/render/prompts.jsonl"
+    with pytest.raises(InputError, match=rf"{uri}:4: .*file not found: images/missing.png \(looked at s3://"):
+        quant_batch.render(uri, out=tmp_path / "renders", prefect=False)
+
+    out = tmp_path / "renders"
+    summary = quant_batch.render(uri, out=out, prefect=False, skip_invalid=True)
+    assert summary.status == "errors" and summary.stats["rows"] == 4, summary.stats  # one invalid row
+    assert {p.name.split("_")[0] for p in out.glob("*.png")} >= {"fox", "mug-cutout", "mug-vars"}
+    (error,) = query(out, "SELECT source_path, line FROM errors")
+    assert error == (uri, 4)
+
+    api_env.reset()  # the input images are hashed into the row keys: a rerun sends nothing
+    quant_batch.render(uri, out=out, prefect=False, skip_invalid=True)
+    assert api_calls(api_env, "images") == 0
