@@ -14,11 +14,13 @@ prefix is missing. Messages name URIs, never credentials (see :mod:`quant_batch.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from quant_batch.corpus.documents import Document, DocumentError
 from quant_batch.corpus.files import SUPPORTED_SUFFIXES, document_from_bytes, file_verdicts
@@ -28,6 +30,9 @@ from quant_batch.store.storage import Storage, open_storage
 from quant_batch.store.storage_config import StorageConfig, redact
 
 _BUFFER = 1 << 20  # one ranged GET per MiB of a table, not one per 8 KiB line buffer
+_READERS = 8  # objects fetched at once
+_AHEAD = 32  # fetched documents waiting for the consumer, at most
+T = TypeVar("T")
 
 
 def is_document_uri(uri: str) -> bool:
@@ -45,11 +50,14 @@ def bucket_files(storage: Storage, include: Sequence[str], exclude: Sequence[str
 def iter_bucket_folder(
     uri: str, include: Sequence[str], exclude: Sequence[str], config: StorageConfig | None
 ) -> Iterator[Document | DocumentError]:
-    """The documents under a prefix, ``doc_id`` = key below it, ``source_path`` = object URI."""
+    """The documents under a prefix, ``doc_id`` = key below it, ``source_path`` = object URI.
+
+    Objects are fetched ``_READERS`` at a time, at most ``_AHEAD`` ahead of the consumer, and
+    yielded in key order: one GET costs a round trip, and a corpus is thousands of them.
+    """
     storage = open_storage(uri, config)
-    for key, verdict in bucket_files(storage, include, exclude):
-        if verdict == "read":
-            yield read_object(storage, key, key, config)
+    keys = (key for key, verdict in bucket_files(storage, include, exclude) if verdict == "read")
+    yield from _in_order(keys, lambda key: read_object(storage, key, key, config))
 
 
 def read_document_uri(uri: str, config: StorageConfig | None) -> Document | DocumentError:
@@ -62,16 +70,32 @@ def read_object(storage: Storage, key: str, rel: str, config: StorageConfig | No
     """Read and decode one object; a storage failure other than a vanished object stops the run."""
     uri = storage.uri_of(key)
     try:
-        with storage.open_input(key) as handle:
+        with storage.open_input(key) as handle:  # pyarrow sends a HEAD (size, Last-Modified), then a GET
             modified = _last_modified(handle.metadata())
             try:
                 data = handle.read()
-            except OSError as exc:
+            except OSError as exc:  # open_input translated the open; the read fails here, rarely
                 message = redact(f"cannot read {uri}: {exc}", config or StorageConfig())
                 raise StorageError(message, uri=uri, operation="read") from None
     except ObjectNotFound:  # deleted between the listing and the read: the next run drops it
         return DocumentError(uri, "object was deleted while the run read the bucket", doc_id=rel)
     return document_from_bytes(data, rel, uri, modified)
+
+
+def _in_order(keys: Iterator[str], read: Callable[[str], T]) -> Iterator[T]:
+    """``map(read, keys)`` on a small thread pool, in order, never more than ``_AHEAD`` in memory."""
+    with ThreadPoolExecutor(_READERS, thread_name_prefix="qb-source") as pool:
+        pending: deque[Future[T]] = deque()
+        try:
+            for key in keys:
+                pending.append(pool.submit(read, key))
+                if len(pending) >= _AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:  # the consumer stopped early (or a read raised): drop what was not started
+            for future in pending:
+                future.cancel()
 
 
 def object_opener(uri: str, config: StorageConfig | None, *, buffered: bool = True):
