@@ -44,7 +44,7 @@ def bucket_files(storage: Storage, include: Sequence[str], exclude: Sequence[str
     """(key, verdict) for every visible object under ``storage``'s prefix, listed once."""
     verdict = file_verdicts(include, exclude)
     for key in storage.list():
-        yield key, verdict(key)
+        yield key, verdict(key, False)  # a bucket has no symlinks
 
 
 def iter_bucket_folder(
@@ -112,7 +112,7 @@ def object_opener(uri: str, config: StorageConfig | None, *, buffered: bool = Tr
             handle = storage.open_input(name)
         except ObjectNotFound:
             raise InputError(_missing_object(storage, name), path=display(uri)) from None
-        return io.BufferedReader(handle, buffer_size=_BUFFER) if buffered else handle  # type: ignore[arg-type]
+        return io.BufferedReader(handle, buffer_size=_BUFFER) if buffered else handle
 
     return open_object
 

@@ -175,12 +175,13 @@ def iter_sources(
         if isinstance(source, FolderSource) and is_uri(source.path):
             yield from _bucket_folder(source, storage)
         elif isinstance(source, FolderSource):
-            if source.path.is_file():
-                yield read_document(source.path)
+            folder = Path(source.path)
+            if folder.is_file():
+                yield read_document(folder)
                 continue
-            if not source.path.is_dir():
-                raise InputError("source folder not found", path=str(source.path))
-            for item in iter_folder(source.path, source.include, source.exclude):
+            if not folder.is_dir():
+                raise InputError("source folder not found", path=str(folder))
+            for item in iter_folder(folder, source.include, source.exclude):
                 yield _qualified(item, source.label + "/")
         elif isinstance(source, TableSource):
             yield from _table(source, storage)
@@ -199,7 +200,7 @@ def _bucket_folder(source: FolderSource, storage: StorageConfig | None) -> Itera
 
 def _table(source: TableSource, storage: StorageConfig | None) -> Iterator[Document | DocumentError]:
     remote = is_uri(source.table)
-    if not remote and not source.table.is_file():
+    if not remote and not Path(source.table).is_file():
         raise InputError("source table not found", path=str(source.table))
     # the reader names rows "<file name or URI>#<id>"; the label replaces that
     own = display(source.table) if remote else Path(source.table).name
@@ -277,9 +278,9 @@ def _files(source: FolderSource | TableSource, storage: StorageConfig | None) ->
             check_object(uri, storage)
             return [(uri, "read")]
         return scan_bucket_folder(uri, source.include, source.exclude, storage)
-    if isinstance(source, TableSource) or source.path.is_file():
+    if isinstance(source, TableSource) or Path(location).is_file():
         return [(str(location), "read")]
-    return ((rel, verdict) for _path, rel, verdict in folder_files(source.path, source.include, source.exclude))
+    return ((rel, verdict) for _path, rel, verdict in folder_files(Path(location), source.include, source.exclude))
 
 
 def require_documents(

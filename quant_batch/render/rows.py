@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ class InputImage:
     sha256: str
     relative: str = ""  # POSIX path from the manifest's folder: what output files record
     key: str = ""  # the object's key in ``storage`` (bucket manifests only)
-    storage: Storage | None = field(default=None, compare=False, repr=False)
+    storage: Storage | None = dataclasses.field(default=None, compare=False, repr=False)
     """The bucket the image is read from; None: a local file."""
 
     def read_bytes(self) -> bytes:
