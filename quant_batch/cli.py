@@ -147,7 +147,8 @@ def _check_replay_run(out: Path | str, kind: str, run_id: str | None) -> None:
 
 @app.command()
 def embed(
-    target: Annotated[Path, typer.Argument(help="Run config (YAML) or a folder of documents.")],
+    # text, not a Path: Path("s3://b/docs") would collapse the "//" of a bucket URI
+    target: Annotated[str, typer.Argument(help="Run config (YAML), a folder of documents, or s3://bucket/prefix/.")],
     out: Annotated[
         str | None, typer.Option(help="Output folder or s3:// URI (default: from config, else data/index).")
     ] = None,
@@ -190,7 +191,7 @@ def embed(
 
 @app.command()
 def render(
-    target: Annotated[Path, typer.Argument(help="Manifest (.jsonl/.csv/.yaml) or a run config naming one.")],
+    target: Annotated[str, typer.Argument(help="Manifest (.jsonl/.csv/.yaml, local or s3://) or a run config.")],
     out: Annotated[str | None, typer.Option(help="Output folder or s3:// URI (default data/renders).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Render valid rows even if some rows are invalid.")] = False,

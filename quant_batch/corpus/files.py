@@ -6,13 +6,14 @@ charset-normalizer guess; HTML becomes its visible text, one paragraph per block
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from html.parser import HTMLParser
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from quant_batch.corpus.documents import Document, DocumentError, _describe, _document
 from quant_batch.errors import InputError
@@ -68,19 +69,33 @@ def folder_files(
     root = Path(root).resolve()
     if not root.is_dir():
         raise InputError("source folder does not exist or is not a folder", path=str(root))
+    verdict = file_verdicts(include, exclude)
+    for path, rel, outside in _walk(root, root):
+        yield path, rel, verdict(rel, outside)
+
+
+def file_verdicts(include: Sequence[str], exclude: Sequence[str]) -> Callable[[str, bool], str]:
+    """The one rule that decides a folder file's fate from its relative POSIX path.
+
+    Local folders and bucket prefixes both use it, so the same globs pick the same documents.
+    The returned function takes (relative path, is a symlink out of the root) and gives the
+    verdict described in :func:`folder_files`.
+    """
     # the store owns the glob rule (it lists buckets with it); imported here, not at the top,
     # because the store module loads pyarrow and reading a folder needs none of it
     from quant_batch.store.storage import glob_regex
 
     included = [glob_regex(p) for p in include]
     excluded = [glob_regex(p) for p in exclude]
-    for path, rel, outside in _walk(root, root):
-        if not outside and path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            yield path, rel, "unsupported"
-        elif not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
-            yield path, rel, "excluded"
-        else:
-            yield path, rel, "outside" if outside else "read"
+
+    def verdict(rel: str, outside: bool = False) -> str:
+        if not outside and PurePosixPath(rel).suffix.lower() not in SUPPORTED_SUFFIXES:
+            return "unsupported"
+        if not any(r.fullmatch(rel) for r in included) or any(r.fullmatch(rel) for r in excluded):
+            return "excluded"
+        return "outside" if outside else "read"
+
+    return verdict
 
 
 def read_document(path: Path) -> Document | DocumentError:
@@ -117,28 +132,42 @@ def _walk(root: Path, folder: Path) -> Iterator[tuple[Path, str, bool]]:
 
 
 def _read_file(path: Path, rel: str) -> Document | DocumentError:
-    suffix = path.suffix.lower()
     try:
-        if suffix in TEXT_SUFFIXES:
-            text = _decode(path.read_bytes())
-        elif suffix in HTML_SUFFIXES:
-            text = html_to_text(_decode(path.read_bytes()))
-        elif suffix == ".pdf":
-            text = _read_pdf(path)
-        else:
-            text = _read_docx(path)
-    except _Unreadable as exc:
-        return DocumentError(rel, str(exc), doc_id=rel)
+        data = path.read_bytes()
+        modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
     except OSError as exc:
         return DocumentError(rel, f"cannot read file: {exc.strerror or exc}", doc_id=rel)
+    return document_from_bytes(data, rel, rel, modified)
+
+
+def document_from_bytes(data: bytes, rel: str, source_path: str, modified: datetime | None) -> Document | DocumentError:
+    """A folder document decoded from its bytes; a file and a bucket object read the same.
+
+    Args:
+        data: the file's content; its type comes from the suffix of ``rel``.
+        rel: the path below the folder: ``doc_id`` and metadata ``path``.
+        source_path: where the document was read (a relative path, or an object's URI).
+        modified: the file's or object's modification time, for the metadata only.
+    """
+    suffix = PurePosixPath(rel).suffix.lower()
+    try:
+        if suffix in TEXT_SUFFIXES:
+            text = _decode(data)
+        elif suffix in HTML_SUFFIXES:
+            text = html_to_text(_decode(data))
+        elif suffix == ".pdf":
+            text = _read_pdf(data)
+        else:
+            text = _read_docx(data)
+    except _Unreadable as exc:
+        return DocumentError(source_path, str(exc), doc_id=rel)
     if not text.strip():
         message = "empty document: no text to index; remove or exclude it"
-        return DocumentError(rel, message, doc_id=rel)
-    modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        return DocumentError(source_path, message, doc_id=rel)
+    stamp = modified.astimezone(timezone.utc).isoformat(timespec="seconds") if modified else None
     # the modified time is not hashed: touching a file must not re-chunk it
-    return _document(
-        rel, rel, text, metadata={"path": rel, "extension": suffix, "modified": modified}, hash_metadata=False
-    )
+    metadata = {"path": rel, "extension": suffix, "modified": stamp}
+    return _document(rel, source_path, text, metadata=metadata, hash_metadata=False)
 
 
 def _decode(data: bytes) -> str:
@@ -177,12 +206,12 @@ def _looks_binary(data: bytes) -> bool:
     return controls > len(sample) * 0.1
 
 
-def _read_pdf(path: Path) -> str:
+def _read_pdf(data: bytes) -> str:
     """Page texts joined with blank lines; pypdf's many failure types become one message."""
     import pypdf
 
     try:
-        reader = pypdf.PdfReader(path)
+        reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise _Unreadable("encrypted PDF; provide a copy without a password")
         pages = [page.extract_text() or "" for page in reader.pages]
@@ -193,13 +222,13 @@ def _read_pdf(path: Path) -> str:
     return "\n\n".join(page.strip() for page in pages if page.strip())
 
 
-def _read_docx(path: Path) -> str:
+def _read_docx(data: bytes) -> str:
     """Paragraphs and table rows (cells joined by " | ") in body order."""
     import docx
     from docx.table import Table
 
     try:
-        body = docx.Document(str(path))
+        body = docx.Document(io.BytesIO(data))
         blocks = []
         for item in body.iter_inner_content():
             blocks.append(_docx_table(item) if isinstance(item, Table) else item.text)

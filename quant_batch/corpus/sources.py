@@ -6,6 +6,12 @@ A document's identity is unique across all sources of a config: every source has
 So two folders that each hold a ``README.md`` are two documents, and ``source_path`` stays the
 readable ``docs/README.md``. Two sources with one label, or a folder inside another, are refused
 before anything runs.
+
+A ``path:`` or ``table:`` may be a bucket URI (``s3://bucket/docs/``, see
+:mod:`quant_batch.corpus.bucket`): same globs, same ids (the label defaults to the prefix's last
+segment), and ``source_path`` is the object's URI. A URI is not checked when the config is
+parsed but when the run starts (:func:`require_documents`), with the config's ``storage:``
+settings, which every function here takes as ``storage``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from pydantic import Discriminator, Field, Tag, model_validator
@@ -30,12 +36,16 @@ from quant_batch.corpus.readers import (
     read_document,
 )
 from quant_batch.errors import InputError
+from quant_batch.store.location import Location, display, is_uri
+from quant_batch.store.storage_config import StorageConfig
 
 
 class FolderSource(_Strict):
     """A folder of documents (.txt .md .html .pdf .docx), or a single document file."""
 
-    path: Path = Field(description="Folder to read recursively; it must exist.")
+    path: Location = Field(
+        description="Folder to read recursively (it must exist), one document, or s3://bucket/prefix/."
+    )
     include: tuple[str, ...] = Field(default=("**/*",), description="Glob patterns of files to read, relative to path.")
     exclude: tuple[str, ...] = Field(default=(), description="Glob patterns of files to skip; win over include.")
     name: str | None = Field(
@@ -46,19 +56,22 @@ class FolderSource(_Strict):
 
     @model_validator(mode="after")
     def _exists(self) -> FolderSource:
-        if not (self.path.is_dir() or self.path.is_file()):
+        # a bucket prefix is checked when the run starts (require_documents), with the storage settings
+        if isinstance(self.path, Path) and not (self.path.is_dir() or self.path.is_file()):
             raise ValueError(f"folder not found: {self.path}")
         return self
 
     @property
     def label(self) -> str:
-        return self.name or self.path.resolve().name or "root"
+        if is_uri(self.path):
+            return self.name or _uri_label(str(self.path)) or "root"
+        return self.name or Path(self.path).resolve().name or "root"
 
 
 class TableSource(_Strict):
     """A Parquet / CSV / JSONL table with one document per row."""
 
-    table: Path = Field(description="A .parquet, .csv or .jsonl file; it must exist.")
+    table: Location = Field(description="A .parquet, .csv or .jsonl file (it must exist), or its s3:// URI.")
     id_column: str = Field(default="id", description="Column naming each row's document (its id within the source).")
     text_column: str = Field(default="text", description="Column holding each row's document text.")
     metadata_columns: tuple[str, ...] = Field(
@@ -73,13 +86,13 @@ class TableSource(_Strict):
 
     @model_validator(mode="after")
     def _exists(self) -> TableSource:
-        if not self.table.is_file():
+        if isinstance(self.table, Path) and not self.table.is_file():
             raise ValueError(f"table not found: {self.table}")
         return self
 
     @property
     def label(self) -> str:
-        return self.name or self.table.name
+        return self.name or (_uri_label(str(self.table)) if is_uri(self.table) else Path(self.table).name)
 
 
 def _source_kind(value: Any) -> str:
@@ -105,19 +118,36 @@ def check_sources(sources: Sequence[FolderSource | TableSource]) -> None:
     folders = [s for s in sources if isinstance(s, FolderSource)]
     for a in folders:
         for b in folders:
-            if a is not b and a.path.resolve().is_relative_to(b.path.resolve()):
+            if a is not b and _inside(a.path, b.path):
                 raise ValueError(
                     f"source folder {a.path} lies inside source folder {b.path}: its documents would be "
                     f"indexed twice; remove one, or exclude it from the other with `exclude:`"
                 )
 
 
+def _inside(inner: Path | str, outer: Path | str) -> bool:
+    if is_uri(inner) or is_uri(outer):
+        if not (is_uri(inner) and is_uri(outer)):
+            return False
+        return (display(inner).rstrip("/") + "/").startswith(display(outer).rstrip("/") + "/")
+    return Path(inner).resolve().is_relative_to(Path(outer).resolve())
+
+
+def _uri_label(uri: str) -> str:
+    return display(uri).rstrip("/").rsplit("/", 1)[-1]
+
+
 def _where(source: FolderSource | TableSource) -> str:
-    return str(source.path if isinstance(source, FolderSource) else source.table)
+    return display(source.path if isinstance(source, FolderSource) else source.table)
 
 
-def _qualified(item: Document | DocumentError, prefix: str, own: str = "") -> Document | DocumentError:
-    """``item`` with the reader's own id prefix ``own`` replaced by ``prefix``."""
+def _qualified(
+    item: Document | DocumentError, prefix: str, own: str = "", *, source_path: bool = True
+) -> Document | DocumentError:
+    """``item`` with the reader's own id prefix ``own`` replaced by ``prefix``.
+
+    ``source_path=False`` leaves ``source_path`` as the reader set it (a bucket object's URI).
+    """
 
     def q(value: str) -> str:
         return prefix + value[len(own) :]
@@ -128,33 +158,61 @@ def _qualified(item: Document | DocumentError, prefix: str, own: str = "") -> Do
     if isinstance(item, Document):
         if item.metadata and "path" in item.metadata:
             item = dataclasses.replace(item, metadata={**item.metadata, "path": q_or_none(item.metadata["path"])})
-        return dataclasses.replace(item, doc_id=q(item.doc_id), source_path=q(item.source_path))
-    return dataclasses.replace(item, doc_id=q_or_none(item.doc_id), source_path=q(item.source_path))
+        where = q(item.source_path) if source_path else item.source_path
+        return dataclasses.replace(item, doc_id=q(item.doc_id), source_path=where)
+    where = q(item.source_path) if source_path else item.source_path
+    return dataclasses.replace(item, doc_id=q_or_none(item.doc_id), source_path=where)
 
 
-def iter_sources(sources: Iterable[FolderSource | TableSource]) -> Iterator[Document | DocumentError]:
-    """Every document of every source, ids qualified by the source's label (see module doc)."""
+def iter_sources(
+    sources: Iterable[FolderSource | TableSource], storage: StorageConfig | None = None
+) -> Iterator[Document | DocumentError]:
+    """Every document of every source, ids qualified by the source's label (see module doc).
+
+    ``storage`` is the config's ``storage:`` block, for sources in a bucket.
+    """
     for source in sources:
-        if isinstance(source, FolderSource):
-            if source.path.is_file():
-                yield read_document(source.path)
+        if isinstance(source, FolderSource) and is_uri(source.path):
+            yield from _bucket_folder(source, storage)
+        elif isinstance(source, FolderSource):
+            folder = Path(source.path)
+            if folder.is_file():
+                yield read_document(folder)
                 continue
-            if not source.path.is_dir():
-                raise InputError("source folder not found", path=str(source.path))
-            for item in iter_folder(source.path, source.include, source.exclude):
+            if not folder.is_dir():
+                raise InputError("source folder not found", path=str(folder))
+            for item in iter_folder(folder, source.include, source.exclude):
                 yield _qualified(item, source.label + "/")
         elif isinstance(source, TableSource):
-            if not source.table.is_file():
-                raise InputError("source table not found", path=str(source.table))
-            # the reader names rows "<file name>#<id>"; the label replaces the file name
-            for item in iter_table(
-                source.table,
-                id_column=source.id_column,
-                text_column=source.text_column,
-                root=source.table.parent,
-                metadata_columns=source.metadata_columns,
-            ):
-                yield _qualified(item, source.label, own=source.table.name)
+            yield from _table(source, storage)
+
+
+def _bucket_folder(source: FolderSource, storage: StorageConfig | None) -> Iterator[Document | DocumentError]:
+    from quant_batch.corpus.bucket import is_document_uri, iter_bucket_folder, read_document_uri
+
+    uri = str(source.path)
+    if is_document_uri(uri):
+        yield read_document_uri(uri, storage)
+        return
+    for item in iter_bucket_folder(uri, source.include, source.exclude, storage):
+        yield _qualified(item, source.label + "/", source_path=False)
+
+
+def _table(source: TableSource, storage: StorageConfig | None) -> Iterator[Document | DocumentError]:
+    remote = is_uri(source.table)
+    if not remote and not Path(source.table).is_file():
+        raise InputError("source table not found", path=str(source.table))
+    # the reader names rows "<file name or URI>#<id>"; the label replaces that
+    own = display(source.table) if remote else Path(source.table).name
+    for item in iter_table(
+        source.table,
+        id_column=source.id_column,
+        text_column=source.text_column,
+        root=None if remote else Path(source.table).parent,
+        metadata_columns=source.metadata_columns,
+        storage=storage,
+    ):
+        yield _qualified(item, source.label, own=own, source_path=not remote)
 
 
 @dataclass
@@ -192,15 +250,16 @@ def _by_extension(counts: Counter[str]) -> str:
     return ", ".join(f"{ext} {n}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def scan_sources(sources: Iterable[FolderSource | TableSource]) -> SourceScan:
-    """Count what each source matches and skips, by the same rules :func:`iter_sources` reads by."""
+def scan_sources(sources: Iterable[FolderSource | TableSource], storage: StorageConfig | None = None) -> SourceScan:
+    """Count what each source matches and skips, by the same rules :func:`iter_sources` reads by.
+
+    Raises:
+        InputError: a bucket source names no bucket, an empty prefix or a missing object.
+    """
     scan = SourceScan()
     for source in sources:
-        if isinstance(source, TableSource) or source.path.is_file():
-            scan.matched += 1
-            continue
-        for path, _rel, verdict in folder_files(source.path, source.include, source.exclude):
-            ext = path.suffix.lower() or "(no extension)"
+        for rel, verdict in _files(source, storage):
+            ext = PurePosixPath(rel).suffix.lower() or "(no extension)"
             if verdict in ("read", "outside"):
                 scan.matched += 1
             else:
@@ -208,14 +267,34 @@ def scan_sources(sources: Iterable[FolderSource | TableSource]) -> SourceScan:
     return scan
 
 
-def require_documents(sources: Iterable[FolderSource | TableSource]) -> SourceScan:
+def _files(source: FolderSource | TableSource, storage: StorageConfig | None) -> Iterable[tuple[str, str]]:
+    """(relative path, verdict) per file of a source; a table or a single document is one file."""
+    location = source.table if isinstance(source, TableSource) else source.path
+    if is_uri(location):
+        from quant_batch.corpus.bucket import check_object, is_document_uri, scan_bucket_folder
+
+        uri = str(location)
+        if isinstance(source, TableSource) or is_document_uri(uri):
+            check_object(uri, storage)
+            return [(uri, "read")]
+        return scan_bucket_folder(uri, source.include, source.exclude, storage)
+    if isinstance(source, TableSource) or Path(location).is_file():
+        return [(str(location), "read")]
+    return ((rel, verdict) for _path, rel, verdict in folder_files(Path(location), source.include, source.exclude))
+
+
+def require_documents(
+    sources: Iterable[FolderSource | TableSource], storage: StorageConfig | None = None
+) -> SourceScan:
     """The scan of ``sources``; raises when they match no document at all.
 
     Raises:
-        InputError: nothing to embed; the message names the sources and what was skipped.
+        InputError: nothing to embed; the message names the sources and what was skipped. For a
+            bucket source also: no such bucket, nothing under the prefix, no such object.
+        StorageError: a bucket cannot be listed or read (e.g. access denied); names the URI.
     """
     sources = tuple(sources)
-    scan = scan_sources(sources)
+    scan = scan_sources(sources, storage)
     if scan.matched == 0:
         names = ", ".join(_name(s) for s in sources)
         raise InputError(f"{scan.describe()}; nothing to embed", path=names)
@@ -224,7 +303,7 @@ def require_documents(sources: Iterable[FolderSource | TableSource]) -> SourceSc
 
 def _name(source: FolderSource | TableSource) -> str:
     if isinstance(source, TableSource):
-        return str(source.table)
+        return display(source.table)
     globs = [f"include {', '.join(source.include)}"] if source.include != ("**/*",) else []
     globs += [f"exclude {', '.join(source.exclude)}"] if source.exclude else []
-    return str(source.path) + (f" ({'; '.join(globs)})" if globs else "")
+    return display(source.path) + (f" ({'; '.join(globs)})" if globs else "")

@@ -3,35 +3,44 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
 
 from quant_batch.corpus.documents import Document, DocumentError, _describe, _document
 from quant_batch.errors import InputError
+from quant_batch.store.location import display, is_uri
+from quant_batch.store.storage_config import StorageConfig
 
 TABLE_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson", ".parquet"})
 _BATCH_ROWS = 1024
 
+Opener = Callable[[], BinaryIO]
+"""Opens the table's bytes for one sequential pass (a local file or a buffered bucket object)."""
+
 
 def iter_table(
-    path: Path,
+    path: Path | str,
     *,
     id_column: str,
     text_column: str,
     root: Path | None = None,
     metadata_columns: Sequence[str] = (),
+    storage: StorageConfig | None = None,
 ) -> Iterator[Document | DocumentError]:
     """Yield one document per row of a CSV, JSONL or Parquet file, reading in batches.
 
     Args:
-        path: the table file; its suffix picks the format.
+        path: the table file, or a bucket URI (``s3://bucket/t.jsonl``); its suffix picks the format.
         id_column: column holding a unique, non-empty row id.
         text_column: column holding the text to embed.
         metadata_columns: columns kept as each document's metadata (JSON values).
         root: folder that ``source_path`` is relative to; defaults to the file's own folder.
+            A bucket table's ``source_path`` is its URI.
+        storage: endpoint and credentials for a bucket URI (default: the AWS_* chain).
 
     Yields:
         Documents with ``doc_id = "<relpath>#<row id>"`` and ``line`` = 1-based line (CSV, JSONL)
@@ -41,17 +50,26 @@ def iter_table(
         InputError: before any row, when the format is unknown, the file cannot be opened or a
             column is missing; later, when the file breaks so that no further row can be read.
     """
-    path = Path(path)
-    rel = _relative(path, root)
-    suffix = path.suffix.lower()
+    if is_uri(path):
+        from quant_batch.corpus.bucket import object_opener
+
+        rel, source = display(path), object_opener(str(path), storage)
+    else:
+        path = Path(path)
+        rel, source = _relative(path, root), _file_opener(path)
+    suffix = PurePosixPath(rel).suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise InputError(f"unsupported table format {suffix!r}; use one of {sorted(TABLE_SUFFIXES)}", path=rel)
     readers = {".csv": _csv_rows, ".parquet": _parquet_rows}
     wanted = (id_column, text_column, *metadata_columns)
-    rows = readers.get(suffix, _jsonl_rows)(path, rel, wanted)
+    rows = readers.get(suffix, _jsonl_rows)(source, rel, wanted)
     seen: dict[str, int] = {}
     for row in rows:
         yield row if isinstance(row, DocumentError) else _row_document(rel, row, seen, text_column, metadata_columns)
+
+
+def _file_opener(path: Path) -> Opener:
+    return lambda: open(path, "rb")
 
 
 def _relative(path: Path, root: Path | None) -> str:
@@ -108,10 +126,10 @@ def _missing(rel: str, columns: Sequence[str], wanted: tuple[str, ...]) -> None:
             )
 
 
-def _csv_rows(path: Path, rel: str, wanted: tuple[str, ...]):
+def _csv_rows(source: Opener, rel: str, wanted: tuple[str, ...]):
     # texts are long; the default 128 KiB field limit would reject ordinary documents
     csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with source() as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader, [])
@@ -134,11 +152,11 @@ def _field(record: list[str], index: int) -> str:
     return record[index] if index < len(record) else ""
 
 
-def _jsonl_rows(path: Path, rel: str, wanted: tuple[str, ...]):
+def _jsonl_rows(source: Opener, rel: str, wanted: tuple[str, ...]):
     # broken lines before the first object wait here, so a missing column raises before any row
     pending: list[DocumentError] = []
     checked = False
-    for line, record in _jsonl_records(path, rel):
+    for line, record in _jsonl_records(source, rel):
         if isinstance(record, DocumentError):
             if checked:
                 yield record
@@ -154,9 +172,9 @@ def _jsonl_rows(path: Path, rel: str, wanted: tuple[str, ...]):
         yield from pending
 
 
-def _jsonl_records(path: Path, rel: str):
+def _jsonl_records(source: Opener, rel: str):
     """(line, dict or DocumentError) for each non-blank line."""
-    with open(path, "rb") as handle:
+    with source() as handle:
         for line, raw in enumerate(handle, start=1):
             if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
@@ -173,18 +191,19 @@ def _jsonl_records(path: Path, rel: str):
             yield line, record
 
 
-def _parquet_rows(path: Path, rel: str, wanted: tuple[str, ...]):
+def _parquet_rows(source: Opener, rel: str, wanted: tuple[str, ...]):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"not a readable Parquet file: {_describe(exc)}", path=rel) from exc
-    _missing(rel, table.schema_arrow.names, wanted)
-    row = 0
-    for batch in table.iter_batches(batch_size=_BATCH_ROWS, columns=list(dict.fromkeys(wanted))):
-        columns = [batch.column(w).to_pylist() for w in wanted]
-        for values in zip(*columns):
-            row += 1
-            yield (row, *values)
+    with source() as handle:
+        try:
+            table = pq.ParquetFile(handle)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"not a readable Parquet file: {_describe(exc)}", path=rel) from exc
+        _missing(rel, table.schema_arrow.names, wanted)
+        row = 0
+        for batch in table.iter_batches(batch_size=_BATCH_ROWS, columns=list(dict.fromkeys(wanted))):
+            columns = [batch.column(w).to_pylist() for w in wanted]
+            for values in zip(*columns):
+                row += 1
+                yield (row, *values)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -13,7 +13,7 @@ from quant_batch.corpus.chunking import ChunkSettings
 from quant_batch.corpus.readers import SUPPORTED_SUFFIXES, TABLE_SUFFIXES
 from quant_batch.corpus.sources import Source, check_sources
 from quant_batch.errors import ConfigError
-from quant_batch.store.location import Location
+from quant_batch.store.location import Location, display, is_uri
 from quant_batch.store.storage_config import StorageConfig
 
 EMBED_MODELS = {"amazon.titan-embed-text-v2:0": (256, 512, 1024, 8192), "amazon.titan-embed-text-v1:0": (1536,)}
@@ -136,7 +136,11 @@ def resolve_corpus_config(
 
     A table is embedded row by row (``id_column`` / ``text_column``, default ``id`` / ``text``); a
     missing column raises :class:`InputError` naming the columns found, before anything runs.
+    A bucket URI (``s3://bucket/docs/``, ``s3://bucket/t.jsonl``, ``s3://bucket/guide.md``) is a
+    prefix, a table or one document by the same suffix rules; run configs are local files.
     """
+    if is_uri(target):
+        return _resolve_uri(str(target), id_column, text_column, overrides)
     target = Path(target)
     suffix = target.suffix.lower()
     if (id_column or text_column) and suffix not in TABLE_SUFFIXES:
@@ -156,8 +160,27 @@ def resolve_corpus_config(
     return parse_config(CorpusConfig, data, source=str(target))
 
 
-def _check_columns(table: Path, id_column: str, text_column: str) -> None:
+def _check_columns(table: Path | str, id_column: str, text_column: str, storage: StorageConfig | None = None) -> None:
     """Fail before the run when the table lacks a column (the reader checks before its first row)."""
     from quant_batch.corpus.readers import iter_table
 
-    next(iter_table(table, id_column=id_column, text_column=text_column), None)
+    next(iter_table(table, id_column=id_column, text_column=text_column, storage=storage), None)
+
+
+def _resolve_uri(uri: str, id_column: str | None, text_column: str | None, overrides: dict[str, Any]) -> CorpusConfig:
+    suffix = PurePosixPath(display(uri)).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        raise ConfigError(f"{display(uri)}: run configs are read from a local file; name the bucket in its sources")
+    if (id_column or text_column) and suffix not in TABLE_SUFFIXES:
+        raise ConfigError(
+            f"{display(uri)}: --id-column/--text-column apply only to a table target (.parquet/.csv/.jsonl)"
+        )
+    source: dict[str, Any] = {"path": uri}  # a prefix, or one document (decided by its suffix)
+    if suffix in TABLE_SUFFIXES and not uri.endswith("/"):
+        source = {"table": uri, "id_column": id_column or "id", "text_column": text_column or "text"}
+    data: dict[str, Any] = {"sources": [source]}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = parse_config(CorpusConfig, data, source=display(uri))
+    if "table" in source:
+        _check_columns(uri, source["id_column"], source["text_column"], cfg.storage)
+    return cfg

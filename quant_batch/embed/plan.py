@@ -409,7 +409,7 @@ def plan_corpus(
         on_start(plan)
     planner = _DocumentPlanner(config, layout, plan, chunker, done, dead, contextualize, on_shard)
     try:
-        for item in documents if documents is not None else iter_sources(config.sources):
+        for item in documents if documents is not None else iter_sources(config.sources, config.storage):
             if stop is not None and stop():
                 plan.stopped = True
                 break

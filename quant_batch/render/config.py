@@ -10,14 +10,16 @@ from pydantic import Field
 from quant_batch.client.config import ApiConfig, RateLimits
 from quant_batch.config_files import _Strict, load_yaml, parse_config, read_yaml
 from quant_batch.render.fields import RenderDefaults
-from quant_batch.store.location import Location
+from quant_batch.store.location import Location, is_uri
 from quant_batch.store.storage_config import StorageConfig
 
 
 class RenderConfig(_Strict):
     """Everything one image-rendering run needs."""
 
-    manifest: Path = Field(description="Prompt manifest: .jsonl, .csv or .yaml rows, one image request each.")
+    manifest: Location = Field(
+        description="Prompt manifest: .jsonl, .csv or .yaml rows, one image request each; a path or s3://bucket/key."
+    )
     out: Location = Field(
         default=Path("data/renders"),
         description="Output folder or bucket URI (s3://bucket/prefix): PNGs, Parquet parts, index.html.",
@@ -55,7 +57,12 @@ def load_render_config(path: Path | None, **overrides: Any) -> RenderConfig:
 
 
 def resolve_render_config(target: str | Path, **overrides: Any) -> RenderConfig:
-    """A YAML run config (with ``manifest:``), or a manifest file (.jsonl / .csv / .yaml rows)."""
+    """A YAML run config (with ``manifest:``), or a manifest file (.jsonl / .csv / .yaml rows).
+
+    A bucket URI is always a manifest: run configs are local files.
+    """
+    if is_uri(target):
+        return load_render_config(None, manifest=str(target), **overrides)
     target = Path(target)
     if target.suffix.lower() in (".yaml", ".yml") and target.is_file():
         data = load_yaml(target)  # a bare list of rows is a manifest, not a config

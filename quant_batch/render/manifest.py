@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from quant_batch.errors import InputError
+from quant_batch.errors import InputError, ObjectNotFound, StorageError
 from quant_batch.render.fields import ALIASES, CONFIG, FIELDS, FILE, RenderDefaults, _replace_files
 from quant_batch.render.manifest_files import _READERS
-from quant_batch.render.resolve import _Resolver
+from quant_batch.render.resolve import BucketFiles, _Resolver
 from quant_batch.render.rows import InputImage, InvalidRow, ManifestProblem, RenderRow
+from quant_batch.store.location import display, is_uri
+from quant_batch.store.storage_config import StorageConfig
 
 # the field table, the row types and the resolver live in their own modules; their public names
 # stay importable from here
@@ -48,7 +51,7 @@ __all__ = [
 class Manifest:
     """Rows ready to render plus every problem found; ``problems`` empty means all rows are valid."""
 
-    path: Path
+    path: Path | str  # a bucket manifest's URI
     rows: list[RenderRow]
     problems: list[ManifestProblem]
     invalid_rows: list[InvalidRow] = field(default_factory=list)
@@ -74,36 +77,55 @@ class Manifest:
             )
 
 
-def load_manifest(path: Path | str, defaults: RenderDefaults | None = None) -> Manifest:
+def load_manifest(
+    path: Path | str, defaults: RenderDefaults | None = None, storage: StorageConfig | None = None
+) -> Manifest:
     """Read, resolve and check every row of a manifest without calling the API.
 
     Args:
-        path: a ``.jsonl``, ``.csv`` or ``.yaml``/``.yml`` file; input image paths in it are
-            relative to its folder.
+        path: a ``.jsonl``, ``.csv`` or ``.yaml``/``.yml`` file, or its bucket URI
+            (``s3://bucket/prompts.jsonl``); input image paths in it are relative to its folder
+            (its prefix, in a bucket).
         defaults: values for fields neither the row nor the manifest's ``defaults:`` give.
+        storage: endpoint and credentials for a manifest in a bucket (default: the AWS_* chain).
 
     Returns:
         The valid rows, and every problem (invalid rows are listed in ``invalid_rows``).
 
     Raises:
         InputError: the file cannot be read or its type is not supported.
+        StorageError: the bucket cannot be read (e.g. access denied); names the URI.
     """
-    shown = str(path)
-    path = Path(path)
-    reader = _READERS.get(path.suffix.lower())
+    remote = is_uri(path)
+    shown = display(path) if remote else str(path)
+    suffix = PurePosixPath(shown).suffix.lower()
+    reader = _READERS.get(suffix)
     if reader is None:
-        raise InputError(f"unsupported manifest type '{path.suffix}': use .jsonl, .csv or .yaml", path=shown)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError("manifest not found; check the path", path=shown) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the manifest: {exc}", path=shown) from exc
-    resolver = _Resolver(shown, path.resolve().parent, defaults or RenderDefaults())
+        raise InputError(f"unsupported manifest type '{suffix}': use .jsonl, .csv or .yaml", path=shown)
+    if remote:
+        files = BucketFiles.for_manifest(shown, storage)
+        text = _decode(files.read_manifest, shown)
+        resolver = _Resolver(shown, files, defaults or RenderDefaults())
+    else:
+        path = Path(path)
+        text = _decode(path.read_bytes, shown)
+        resolver = _Resolver(shown, path.resolve().parent, defaults or RenderDefaults())
     for raw in reader(text, resolver):
         resolver.add(raw)
     problems = sorted(resolver.problems, key=lambda p: p.line or 0)
-    return Manifest(path=path, rows=resolver.rows, problems=problems, invalid_rows=resolver.invalid)
+    where = shown if remote else Path(path)
+    return Manifest(path=where, rows=resolver.rows, problems=problems, invalid_rows=resolver.invalid)
+
+
+def _decode(read: Callable[[], bytes], shown: str) -> str:
+    try:
+        text = read().decode("utf-8-sig")
+    except (FileNotFoundError, ObjectNotFound):
+        raise InputError("manifest not found; check the path", path=shown) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the manifest: {exc}", path=shown) from exc
+    # as text mode reads a file: line numbers count \r\n and a lone \r as one line break
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def build_request(row: RenderRow, seed: int | None) -> dict[str, Any]:
@@ -120,8 +142,8 @@ def build_request(row: RenderRow, seed: int | None) -> dict[str, Any]:
     encoded = {}
     for image in row.inputs:
         try:
-            data = image.path.read_bytes()
-        except OSError as exc:
+            data = image.read_bytes()
+        except (OSError, StorageError) as exc:
             raise InputError(f"cannot read input image {image.field}: {exc}", path=str(image.path)) from exc
         if hashlib.sha256(data).hexdigest() != image.sha256:
             raise InputError(

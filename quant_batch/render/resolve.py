@@ -11,13 +11,16 @@ import base64
 import difflib
 import hashlib
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from quant_batch.errors import ObjectNotFound, StorageError
 from quant_batch.hashing import canonical_json
 from quant_batch.render.fields import (
     _EDIT,
@@ -40,21 +43,59 @@ from quant_batch.render.fields import (
 from quant_batch.render.manifest_files import _RawRow
 from quant_batch.render.rows import InputImage, InvalidRow, ManifestProblem, RenderRow
 from quant_batch.render.rules import PARAMS_KEY, TASK_TYPES, check_image_request, check_input_image
+from quant_batch.store.location import is_uri
+from quant_batch.store.storage_config import StorageConfig
+
+if TYPE_CHECKING:
+    from quant_batch.store.storage import Storage
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}")
+
+
+class BucketFiles:
+    """Where the input images of a manifest in a bucket are: keys relative to its prefix."""
+
+    def __init__(self, bucket: Storage, manifest_key: str):
+        self.bucket = bucket
+        """The whole bucket: a row may name ``../shared/x.png`` above the manifest's prefix."""
+        self.manifest_key = manifest_key
+        self.folder = posixpath.dirname(manifest_key)
+
+    @classmethod
+    def for_manifest(cls, uri: str, config: StorageConfig | None) -> BucketFiles:
+        from quant_batch.store.storage import open_storage
+
+        parts = urlsplit(uri)
+        return cls(open_storage(f"{parts.scheme}://{parts.netloc}", config), parts.path.strip("/"))
+
+    def read_manifest(self) -> bytes:
+        return self.bucket.read_bytes(self.manifest_key)
+
+    def locate(self, value: str) -> str | None:
+        """The key a row's file value names, or None when it leaves the bucket or is a local path."""
+        if is_uri(value):
+            key = value[len(self.bucket.uri) + 1 :] if value.startswith(self.bucket.uri + "/") else ""
+        elif value.startswith(("/", "~")) or "\\" in value:
+            key = ""
+        else:
+            key = posixpath.normpath(posixpath.join(self.folder, value))
+        return None if not key or key in (".", "..") or key.startswith("../") else key
+
+    def relative(self, key: str) -> str:
+        return posixpath.relpath(key, self.folder or ".")
 
 
 class _Resolver:
     """Turns raw rows into RenderRows or problems, remembering ids, keys and file checks."""
 
-    def __init__(self, shown: str, base: Path, defaults: RenderDefaults):
+    def __init__(self, shown: str, base: Path | BucketFiles, defaults: RenderDefaults):
         self.shown, self.base, self.defaults = shown, base, defaults
         self.rows: list[RenderRow] = []
         self.problems: list[ManifestProblem] = []
         self.invalid: list[InvalidRow] = []
         self._ids: dict[str, int] = {}
         self._keys: dict[str, int] = {}
-        self._files: dict[tuple[Path, str], tuple[str | None, list[tuple[str, str]]]] = {}
+        self._files: dict[tuple[Path | str, str], tuple[str | None, list[tuple[str, str]]]] = {}
         self._masks: dict[tuple, list[tuple[str, str]]] = {}
 
     def problem(self, line: int | None, fld: str | None, message: str) -> ManifestProblem:
@@ -175,6 +216,9 @@ class _Resolver:
         if value.startswith("data:") or (len(value) >= 64 and "." not in value and _BASE64.fullmatch(value)):
             self.problem(line, fld, "give a file path relative to the manifest, not inline image data")
             return placeholder
+        if isinstance(self.base, BucketFiles):
+            self._bucket_input(self.base, fld, value, line, inputs)
+            return placeholder
         try:
             path = (self.base / Path(value).expanduser()).resolve()
         except (OSError, ValueError, RuntimeError):
@@ -188,6 +232,19 @@ class _Resolver:
         inputs.append(InputImage(fld, path, sha or "", _relative(path, self.base)))
         return placeholder
 
+    def _bucket_input(self, files: BucketFiles, fld: str, value: str, line: int, inputs: list[InputImage]) -> None:
+        key = files.locate(value)
+        if key is None:
+            self.problem(line, fld, f"give a path relative to the manifest, inside its bucket: {_show(value)}")
+            return
+        uri = files.bucket.uri_of(key)
+        if (uri, fld) not in self._files:
+            self._files[uri, fld] = _check_object(files.bucket, key, value, fld)
+        sha, problems = self._files[uri, fld]
+        for where, message in problems:
+            self.problem(line, where, message)
+        inputs.append(InputImage(fld, uri, sha or "", files.relative(key), key=key, storage=files.bucket))
+
     def _check_mask_pair(self, task: str, inputs: list[InputImage], line: int) -> None:
         """Mask size and colours need both images decoded: ask the rules once per (image, mask)."""
         files = {i.field.rsplit(".", 1)[-1]: i for i in inputs}
@@ -197,7 +254,7 @@ class _Resolver:
         if not all(pair[1:]):  # a file problem was already reported
             return
         if pair not in self._masks:
-            params = {k: base64.b64encode(files[k].path.read_bytes()).decode() for k in ("image", "maskImage")}
+            params = {k: base64.b64encode(files[k].read_bytes()).decode() for k in ("image", "maskImage")}
             found = check_image_request({"taskType": task, PARAMS_KEY[task]: params})
             self._masks[pair] = [(v.field, v.message) for v in found if v.field.endswith(".maskImage")]
         for where, message in self._masks[pair]:
@@ -307,6 +364,21 @@ def _check_file(path: Path, given: str, fld: str) -> tuple[str | None, list[tupl
         return None, [(fld, f"file not found: {given} (looked at {path})")]
     except OSError as exc:
         return None, [(fld, f"cannot read {_show(given)}: {exc.strerror or exc}")]
+    return _check_bytes(data, given, fld)
+
+
+def _check_object(bucket: Storage, key: str, given: str, fld: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """:func:`_check_file` for an object of a bucket manifest."""
+    try:
+        data = bucket.read_bytes(key)
+    except ObjectNotFound:
+        return None, [(fld, f"file not found: {given} (looked at {bucket.uri_of(key)})")]
+    except StorageError as exc:  # names the URI, never a credential
+        return None, [(fld, f"cannot read {_show(given)}: {exc}")]
+    return _check_bytes(data, given, fld)
+
+
+def _check_bytes(data: bytes, given: str, fld: str) -> tuple[str | None, list[tuple[str, str]]]:
     found = check_input_image(data, fld)
     problems = [(v.field, f"{v.message.replace('a base64-encoded ', 'a ')} ({given})") for v in found]
     return (None if problems else hashlib.sha256(data).hexdigest()), problems

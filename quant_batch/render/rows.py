@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quant_batch.render.fields import _REVERSE, _leaves, _replace_files
+
+if TYPE_CHECKING:
+    from quant_batch.store.storage import Storage
 
 
 @dataclass(frozen=True)
@@ -14,9 +18,18 @@ class InputImage:
     """An input image a row names, checked and hashed at load time."""
 
     field: str  # API path, e.g. "inPaintingParams.image" or "imageVariationParams.images[1]"
-    path: Path  # resolved absolute path
+    path: Path | str  # resolved absolute path, or the object's URI for a manifest in a bucket
     sha256: str
     relative: str = ""  # POSIX path from the manifest's folder: what output files record
+    key: str = ""  # the object's key in ``storage`` (bucket manifests only)
+    storage: Storage | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The bucket the image is read from; None: a local file."""
+
+    def read_bytes(self) -> bytes:
+        """The image's bytes, from the local file or the bucket."""
+        if self.storage is None:
+            return Path(self.path).read_bytes()
+        return self.storage.read_bytes(self.key)
 
 
 @dataclass(frozen=True)
