@@ -17,17 +17,16 @@ import io
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import BinaryIO, TypeVar
 
 from quant_batch.corpus.documents import Document, DocumentError
 from quant_batch.corpus.files import SUPPORTED_SUFFIXES, document_from_bytes, file_verdicts
-from quant_batch.errors import InputError, ObjectNotFound, StorageError
+from quant_batch.errors import InputError, ObjectNotFound
 from quant_batch.store.location import display
 from quant_batch.store.storage import Storage, open_storage
-from quant_batch.store.storage_config import StorageConfig, redact
+from quant_batch.store.storage_config import StorageConfig
 
 _BUFFER = 1 << 20  # one ranged GET per MiB of a table, not one per 8 KiB line buffer
 _READERS = 8  # objects fetched at once
@@ -70,13 +69,8 @@ def read_object(storage: Storage, key: str, rel: str, config: StorageConfig | No
     """Read and decode one object; a storage failure other than a vanished object stops the run."""
     uri = storage.uri_of(key)
     try:
-        with storage.open_input(key) as handle:  # pyarrow sends a HEAD (size, Last-Modified), then a GET
-            modified = _last_modified(handle.metadata())
-            try:
-                data = handle.read()
-            except OSError as exc:  # open_input translated the open; the read fails here, rarely
-                message = redact(f"cannot read {uri}: {exc}", config or StorageConfig())
-                raise StorageError(message, uri=uri, operation="read") from None
+        data, mtime = storage.read_with_mtime(key)  # one GET on S3 (size and Last-Modified come with it)
+        modified = datetime.fromtimestamp(mtime, tz=timezone.utc) if mtime is not None else None
     except ObjectNotFound:  # deleted between the listing and the read: the next run drops it
         return DocumentError(uri, "object was deleted while the run read the bucket", doc_id=rel)
     return document_from_bytes(data, rel, uri, modified)
@@ -166,19 +160,3 @@ def _missing_object(storage: Storage, name: str) -> str:
     if _bucket_missing(storage):
         return "no such bucket; check the bucket name and AWS_ENDPOINT_URL / AWS_REGION (or the storage: block)"
     return "no such object; check the URI (keys are case-sensitive)"
-
-
-def _last_modified(metadata: dict[bytes | str, bytes]) -> datetime | None:
-    """An object's Last-Modified header: ISO 8601 from pyarrow, RFC 1123 from some servers."""
-    raw = metadata.get("Last-Modified") or metadata.get(b"Last-Modified")
-    if not raw:
-        return None
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None

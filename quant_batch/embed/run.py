@@ -34,7 +34,7 @@ class CorpusRun(RunSession):
     """The single-writer side of one corpus run; use as a context manager."""
 
     def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
-        self.scan = require_documents(config.sources)  # before the run records anything
+        self.scan = require_documents(config.sources, config.storage)  # before the run records anything
         super().__init__(config.out, "embed", lock_wait=lock_wait, storage=config.storage)
         self.config = config
         self.prices = prices or load_prices(config.pricing)

@@ -46,7 +46,7 @@ def estimate_wall_s(
 
 
 def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, Any]:
-    scan = require_documents(cfg.sources)
+    scan = require_documents(cfg.sources, cfg.storage)
     layout = open_output(cfg.out, cfg.storage, pull=True)
     gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
     # the part files, not the catalog: a running run holds that
@@ -84,7 +84,7 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
 
 def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, Any]:
     layout = open_output(cfg.out, cfg.storage, pull=True)
-    manifest = load_manifest(cfg.manifest, cfg.defaults)
+    manifest = load_manifest(cfg.manifest, cfg.defaults, cfg.storage)
     with Snapshot(layout.root) as snap:
         done = (
             {r[0] for r in snap.rows("SELECT DISTINCT key FROM image_renders WHERE status = 'ok'")}

@@ -316,7 +316,7 @@ class RenderRun(RunSession):
     def __init__(self, config: RenderConfig, *, lock_wait: float = 0.0):
         # read and check the manifest before the session opens: a mistyped path or an invalid
         # manifest leaves no catalog and no run record behind
-        self.manifest: Manifest = load_manifest(config.manifest, config.defaults)
+        self.manifest: Manifest = load_manifest(config.manifest, config.defaults, config.storage)
         if self.manifest.problems and not config.skip_invalid:
             self.manifest.raise_for_problems()
         super().__init__(config.out, "render", lock_wait=lock_wait, storage=config.storage)

@@ -143,6 +143,20 @@ class Storage:
             with self.fs.open_input_stream(self.path(key)) as fh:
                 return fh.read()
 
+    def read_with_mtime(self, key: str) -> tuple[bytes, float | None]:
+        """The whole file and its modification time (seconds), in one request on S3."""
+        if self.scheme == "s3":
+            with self._errors("read", key):
+                answer = self._s3().get_object(Bucket=self._bucket, Key=self._object_key(_check_key(key)))
+                modified = answer.get("LastModified")
+                return answer["Body"].read(), modified.timestamp() if modified else None
+        with self._errors("read", key):
+            info = self.fs.get_file_info(self.path(key))
+            if info.type != pafs.FileType.File:
+                raise FileNotFoundError(key)
+        mtime = info.mtime.timestamp() if info.mtime else None
+        return self.read_bytes(key), mtime
+
     def open_input(self, key: str) -> pa.NativeFile:
         """A seekable file for pyarrow / DuckDB readers (Parquet, images); close it after use."""
         with self._errors("open", key):

@@ -167,3 +167,16 @@ def test_the_web_page_serves_a_bucket_output_from_a_clean_machine(bucket, api_en
         image = web.get(f"/o/renders/img/{png}")
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
         assert web.get("/o/renders/img/index.html").status_code == 404
+
+
+def test_the_storage_block_alone_points_a_run_at_the_server(bucket, corpus, monkeypatch):
+    """No AWS_ENDPOINT_URL: the run config's storage: block names the server, for the sources too."""
+    client = boto_client(bucket)
+    for path in sorted(corpus.rglob("*.md"))[:3]:
+        client.put_object(Bucket=BUCKET, Key=f"docs/{path.name}", Body=path.read_bytes())
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    summary = quant_batch.embed(
+        f"s3://{BUCKET}/docs/", out=URI, prefect=False, storage={"endpoint_url": bucket, "region": "us-east-1"}
+    )
+    assert summary.status == "completed" and summary.stats["documents"] == 3
+    assert any(k.startswith("index/state/index-") for k in _keys(bucket))
