@@ -171,14 +171,18 @@ def plan(
     ``problems`` (strings; invalid rows that a run would skip or refuse).
     """
     from quant_batch.query import estimate
+    from quant_batch.store.location import is_uri
     from quant_batch.targets import target_kind
 
-    target = Path(target)
+    if not is_uri(target):
+        target = Path(target)
     kind = target_kind(target, text_column=text_column or "text")
     if kind == "enrich":
         from quant_batch.enrich.config import load_enrich_config
 
-        result = estimate.plan_enrich_dry(load_enrich_config(target, **_clean(catalog=out)), latency_s=latency or 2.0)
+        result = estimate.plan_enrich_dry(
+            load_enrich_config(Path(target), **_clean(catalog=out)), latency_s=latency or 2.0
+        )
     elif kind == "render":
         from quant_batch.render.config import resolve_render_config
 

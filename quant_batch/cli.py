@@ -263,7 +263,7 @@ def enrich(
 
 @app.command()
 def replay(
-    target: Annotated[Path, typer.Argument(help="The run config / folder / manifest of the failed run.")],
+    target: Annotated[str, typer.Argument(help="The run config / folder / manifest (or s3:// URI) of the failed run.")],
     run: Annotated[str | None, typer.Option("--run", help="Only the dead letters of this run id.")] = None,
     out: Annotated[str | None, typer.Option(help="Output folder or s3:// URI (default: from the config).")] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
@@ -286,20 +286,22 @@ def replay(
     raise typer.Exit(app(argv, standalone_mode=False) or 0)
 
 
-def _stage_of(target: Path) -> str:
+def _stage_of(target: str) -> str:
     """embed, render or enrich: the command a config, folder, table or manifest belongs to."""
+    from quant_batch.store.location import is_uri
     from quant_batch.targets import target_kind
 
-    _is_render_yaml(target)  # broken YAML: exit 2 with file:line
+    if not is_uri(target):
+        _is_render_yaml(Path(target))  # broken YAML: exit 2 with file:line
     return {"corpus": "embed", "render": "render", "enrich": "enrich"}[target_kind(target)]
 
 
-def _output_folder(command: str, target: Path, out: str | None) -> Path | str:
+def _output_folder(command: str, target: str, out: str | None) -> Path | str:
     """The output folder a run of ``command`` on ``target`` would write to (configs are validated)."""
     if command == "enrich":
         from quant_batch.enrich.config import load_enrich_config
 
-        return Path(load_enrich_config(target).catalog)
+        return Path(load_enrich_config(Path(target)).catalog)
     if command == "render":
         from quant_batch.render.config import resolve_render_config
 
@@ -353,7 +355,8 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
 @app.command()
 def plan(
     target: Annotated[
-        Path, typer.Argument(help="Corpus config / folder, a manifest / render config, or an enrich config.")
+        str,
+        typer.Argument(help="Corpus config / folder, a manifest / render config, an enrich config, or an s3:// URI."),
     ],
     out: Annotated[str | None, typer.Option(help="Output folder (or s3:// URI) to compare against.")] = None,
     latency: Annotated[

@@ -15,16 +15,21 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
+
+from quant_batch.store.location import is_uri
 
 TargetKind = Literal["corpus", "render", "enrich"]
 TABLES = (".parquet", ".csv", ".jsonl", ".ndjson")
 
 
-def target_kind(target: Path, *, text_column: str = "text") -> TargetKind:
-    """Corpus, render or enrich, by the rule in this module's docstring."""
+def target_kind(target: Path | str, *, text_column: str = "text") -> TargetKind:
+    """Corpus, render or enrich, by the rule in this module's docstring (a bucket URI too)."""
+    if is_uri(target):
+        return _uri_kind(str(target), text_column)
     target = Path(target)
     suffix = target.suffix.lower()
     if target.is_dir() or not target.is_file():
@@ -37,6 +42,35 @@ def target_kind(target: Path, *, text_column: str = "text") -> TargetKind:
     if columns & _manifest_fields():
         return "render"
     return "corpus" if text_column in columns else "render"
+
+
+def _uri_kind(uri: str, text_column: str) -> TargetKind:
+    """A bucket target: a prefix or a document is a corpus; a table goes by its columns (run
+    configs are local files)."""
+    suffix = Path(uri.split("?", 1)[0]).suffix.lower()
+    if uri.endswith("/") or suffix not in TABLES or suffix == ".parquet":
+        return "corpus"
+    from quant_batch.corpus.bucket import object_opener
+    from quant_batch.errors import QuantError
+
+    try:
+        with object_opener(uri, None)() as fh:
+            columns = _columns(suffix, io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
+    except (QuantError, OSError, ValueError, csv.Error, UnicodeDecodeError):
+        return "corpus"  # unreadable: the stage's own reader reports it
+    if columns & _manifest_fields():
+        return "render"
+    return "corpus" if text_column in columns else "render"
+
+
+def _columns(suffix: str, fh: TextIO) -> set[str]:
+    if suffix == ".csv":
+        return set(next(csv.reader(fh), []))
+    for line in fh:
+        if line.strip():
+            record = json.loads(line)
+            return set(record) if isinstance(record, dict) else set()
+    return set()
 
 
 def table_columns(path: Path) -> set[str]:

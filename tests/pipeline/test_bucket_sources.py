@@ -234,3 +234,16 @@ def test_render_manifest_in_a_bucket_with_relative_input_images(s3_env, api_env,
     api_env.reset()  # the input images are hashed into the row keys: a rerun sends nothing
     quant_batch.render(uri, out=out, prefect=False, skip_invalid=True)
     assert api_calls(api_env, "images") == 0
+
+
+def test_plan_and_replay_route_bucket_targets_by_their_columns(s3_env):
+    from quant_batch.targets import target_kind
+
+    client = boto_client(s3_env)
+    client.put_object(Bucket=BUCKET, Key="t/texts.jsonl", Body=b'{"id": "a", "text": "hello"}\n')
+    client.put_object(Bucket=BUCKET, Key="t/prompts.jsonl", Body=b'{"id": "a", "prompt": "a red bicycle"}\n')
+    assert target_kind(f"s3://{BUCKET}/t/texts.jsonl") == "corpus"
+    assert target_kind(f"s3://{BUCKET}/t/prompts.jsonl") == "render"
+    assert target_kind(f"s3://{BUCKET}/t/") == "corpus"
+    planned = quant_batch.plan(f"s3://{BUCKET}/t/prompts.jsonl", out=f"s3://{BUCKET}/renders")
+    assert planned["kind"] == "render" and planned["rows_new"] == 1
