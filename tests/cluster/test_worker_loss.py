@@ -1,0 +1,153 @@
+"""One embed run on a Dask cluster of two "machines", one of which dies mid-run (issue 15).
+
+The run is started the way a user starts it, ``quant-batch embed CONFIG --json`` in a process of
+its own with ``PREFECT_API_URL`` set; the harness (``conftest.py``) has a Prefect server, a Dask
+scheduler and two workers in empty folders of their own. Once a third of the API batches have
+been sent, one worker's whole process group (nanny and worker) gets SIGKILL, like a machine
+losing power. The result must equal a single-machine run: the same live chunks, each key
+committed once, and no batch paid for twice except those that were in flight on the dead machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from quant_batch.hashing import embedding_generation
+from tests.cluster.conftest import BIN, WORKER_THREADS, Cluster
+
+DOCS = 300
+PARAGRAPHS = 10
+CHUNKING = {"max_chars": 600, "overlap_chars": 80, "min_chars": 150}
+BATCH_SIZE = 20
+LATENCY = 0.15  # seconds per embedding call: with 8 in flight the run lasts long enough to be hit mid-way
+RUN_TIMEOUT = 240
+
+pytestmark = pytest.mark.slow
+
+WORDS = (
+    "vector index batch worker cluster shard commit bucket region latency token budget corpus chunk "
+    "document search machine scheduler retry durable parquet catalog publish ledger generation"
+).split()
+
+
+def write_corpus(folder: Path) -> Path:
+    """``DOCS`` markdown files of ``PARAGRAPHS`` paragraphs each: about ten chunks a document."""
+    rng = random.Random(15)
+    folder.mkdir()
+    for d in range(DOCS):
+        paras = [" ".join(rng.choice(WORDS) for _ in range(40)) + "." for _ in range(PARAGRAPHS)]
+        (folder / f"doc-{d:04d}.md").write_text(f"# Document {d}\n\n" + "\n\n".join(paras) + "\n")
+    return folder
+
+
+def write_config(path: Path, corpus: Path, out: str, **extra: object) -> Path:
+    cfg = {
+        "sources": [{"path": str(corpus)}],
+        "out": out,
+        "chunking": CHUNKING,
+        "batch_size": BATCH_SIZE,
+        "concurrency": 8,
+        "dimensions": 256,
+        **extra,
+    }
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+def quant_batch(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "quant-batch"), *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, dict, str]:
+    out, err = proc.communicate(timeout=RUN_TIMEOUT)
+    text = err.decode(errors="replace")
+    summary = json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}
+    return proc.returncode, summary, text
+
+
+def embedding_calls(emulator) -> int:
+    return sum(emulator.stats()["by_endpoint"].get("embeddings", {}).values())
+
+
+class Output:
+    """Reads an output root straight from its files (a folder or a bucket), not through quant_batch."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+
+    def live_chunks(self, generation: str) -> list[tuple[str, str]]:
+        pointer = json.loads(self.read(f"state/index-{generation}.json"))
+        live = pq.read_table(io.BytesIO(self.read(f"state/{pointer['live']}")), columns=["chunk_id", "key"])
+        return sorted(zip(live["chunk_id"].to_pylist(), live["key"].to_pylist()))
+
+    def committed_keys(self, generation: str) -> list[str]:
+        keys: list[str] = []
+        for name in self.list(f"parts/vectors/{generation}"):
+            if name.endswith(".parquet"):
+                keys += pq.read_table(io.BytesIO(self.read(name)), columns=["key"])["key"].to_pylist()
+        return keys
+
+
+def test_a_dead_worker_changes_nothing_in_the_index(cluster: Cluster, api_env, tmp_path):
+    emulator = api_env
+    corpus = write_corpus(tmp_path / "corpus")
+    gen = embedding_generation("amazon.titan-embed-text-v2:0", 256, True)
+
+    # the reference: one machine, no Prefect, no Dask
+    single_cfg = write_config(tmp_path / "single.yaml", corpus, str(tmp_path / "single"))
+    code, single, err = finish(
+        quant_batch(["embed", str(single_cfg), "--no-prefect", "--json"], env=cluster.env(), cwd=tmp_path)
+    )
+    assert code == 0, err
+    batches = single["stats"]["batches"]
+    assert single["stats"]["chunks_new"] > 2000 and batches == embedding_calls(emulator)
+
+    emulator.reset()
+    emulator.set_faults(latency={"embeddings": LATENCY})
+    driver = tmp_path / "driver"  # the machine that runs the flow: the only one that publishes
+    driver.mkdir()
+    out = str(tmp_path / "cluster")
+    cfg = write_config(driver / "run.yaml", corpus, out, task_runner="dask", dask_address=cluster.scheduler)
+    run = quant_batch(["embed", str(cfg), "--json"], env=cluster.env(), cwd=driver)
+
+    victim = cluster.workers[0]
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while embedding_calls(emulator) < batches // 3:
+        assert run.poll() is None, f"the run ended before a third of its batches:\n{run.stderr.read().decode()}"
+        assert time.monotonic() < deadline, "the run sent no batches"
+        time.sleep(0.05)
+    calls_at_kill = embedding_calls(emulator)
+    victim.kill_group()
+    code, summary, err = finish(run)
+    calls = embedding_calls(emulator)
+    print(f"batches={batches} calls_at_kill={calls_at_kill} calls={calls} stats={summary.get('stats')}", file=sys.stderr)
+
+    assert code == 0, f"{err[-4000:]}\n{cluster.logs()}"
+    assert summary["status"] == "completed" and summary["stats"]["runner"] == "prefect"
+    assert not victim.alive() and calls_at_kill < batches, "the worker must die mid-run"
+
+    ref, got = Output(tmp_path / "single"), Output(Path(out))
+    assert got.live_chunks(gen) == ref.live_chunks(gen)
+    keys = got.committed_keys(gen)
+    assert len(keys) == len(set(keys)), "a key was committed twice"
+    assert sorted(keys) == sorted(ref.committed_keys(gen))
+    # every batch is paid for once, except those in flight on the dead machine (one per thread)
+    assert batches <= calls <= batches + WORKER_THREADS
