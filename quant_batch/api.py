@@ -211,11 +211,11 @@ def search(
     from quant_batch.query.search import search as run_search
 
     if client is not None:
-        return run_search(Path(out), query, client, k=k, source=source, where=where)
+        return run_search(out, query, client, k=k, source=source, where=where)
     from quant_batch.client import QuantClient
 
     with QuantClient() as own:
-        return run_search(Path(out), query, own, k=k, source=source, where=where)
+        return run_search(out, query, own, k=k, source=source, where=where)
 
 
 def _clean(**values: Any) -> dict[str, Any]:

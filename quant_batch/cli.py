@@ -137,18 +137,20 @@ def _print_summary(summary: dict[str, Any], title: str, as_json: bool = False) -
     return s.exit_code
 
 
-def _check_replay_run(out: Path, kind: str, run_id: str | None) -> None:
+def _check_replay_run(out: Path | str, kind: str, run_id: str | None) -> None:
     """--replay-run names a run of this output folder, or nothing is sent (exit 2)."""
     if run_id:
         from quant_batch.runs.summary import check_replay_target
 
-        check_replay_target(Path(out), kind, run_id)
+        check_replay_target(out, kind, run_id)
 
 
 @app.command()
 def embed(
     target: Annotated[Path, typer.Argument(help="Run config (YAML) or a folder of documents.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: from config, else data/index).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output folder or s3:// URI (default: from config, else data/index).")
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(help="API requests in flight.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
     replay: Annotated[bool, typer.Option(help="Also resend chunks that failed terminally before.")] = False,
@@ -189,7 +191,7 @@ def embed(
 @app.command()
 def render(
     target: Annotated[Path, typer.Argument(help="Manifest (.jsonl/.csv/.yaml) or a run config naming one.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default data/renders).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder or s3:// URI (default data/renders).")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests in flight.")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="Render valid rows even if some rows are invalid.")] = False,
     max_cost: Annotated[float | None, typer.Option(help="Spend cap in USD for this run.")] = None,
@@ -219,7 +221,7 @@ def render(
                 target, out=out, prefect=prefect, replay=replay_run or replay, on_progress=up, **params
             )
     code = _print_summary(summary.to_dict(), "render", as_json)
-    sheet = Path(cfg.out) / "index.html"
+    sheet = f"{cfg.out}/index.html"
     (console if as_json else out_console).print(f"contact sheet: {sheet}", highlight=False)
     raise typer.Exit(code)
 
@@ -262,7 +264,7 @@ def enrich(
 def replay(
     target: Annotated[Path, typer.Argument(help="The run config / folder / manifest of the failed run.")],
     run: Annotated[str | None, typer.Option("--run", help="Only the dead letters of this run id.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: from the config).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder or s3:// URI (default: from the config).")] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in-process without Prefect.")] = False,
 ) -> None:
     """Retry the dead-letter set: records that failed terminally (all, or those of one run).
@@ -291,7 +293,7 @@ def _stage_of(target: Path) -> str:
     return {"corpus": "embed", "render": "render", "enrich": "enrich"}[target_kind(target)]
 
 
-def _output_folder(command: str, target: Path, out: Path | None) -> Path:
+def _output_folder(command: str, target: Path, out: str | None) -> Path | str:
     """The output folder a run of ``command`` on ``target`` would write to (configs are validated)."""
     if command == "enrich":
         from quant_batch.enrich.config import load_enrich_config
@@ -300,15 +302,15 @@ def _output_folder(command: str, target: Path, out: Path | None) -> Path:
     if command == "render":
         from quant_batch.render.config import resolve_render_config
 
-        return Path(resolve_render_config(target, out=out).out)
+        return resolve_render_config(target, out=out).out
     from quant_batch.embed.config import resolve_corpus_config
 
-    return Path(resolve_corpus_config(target, out=out).out)
+    return resolve_corpus_config(target, out=out).out
 
 
 @app.command()
 def search(
-    index: Annotated[Path, typer.Argument(help="Output folder of an embed run.")],
+    index: Annotated[str, typer.Argument(help="Output folder (or s3:// URI) of an embed run.")],
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 10,
     source: Annotated[str | None, typer.Option(help="Only sources matching this glob, e.g. 'docs/**/*.md'.")] = None,
@@ -318,9 +320,9 @@ def search(
     """Print the chunks closest to QUERY, with score, document (a table row's file#id) and position."""
     with _errors_to_exit():
         import quant_batch.api as api
-        from quant_batch.store.layout import Layout
+        from quant_batch.store.layout import open_output
 
-        Layout(index).require_output()
+        open_output(index, pull=True).require_output()
         hits = api.search(index, query, k=k, source=source, where=_key_values(where or []))
     if as_json:
         from dataclasses import asdict
@@ -352,7 +354,7 @@ def plan(
     target: Annotated[
         Path, typer.Argument(help="Corpus config / folder, a manifest / render config, or an enrich config.")
     ],
-    out: Annotated[Path | None, typer.Option(help="Output folder to compare against.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (or s3:// URI) to compare against.")] = None,
     latency: Annotated[
         float | None, typer.Option(help="Assumed seconds per API call (default 0.5 embed, 20 image, 2 chat).")
     ] = None,
@@ -424,16 +426,16 @@ def chat(
 
 @app.command()
 def runs(
-    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    out: Annotated[str, typer.Argument(help="Output folder or s3:// URI.")],
     limit: Annotated[int, typer.Option(help="How many recent runs.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
     """List recent runs: status, counts, cost, errors, wall time."""
     from quant_batch.runs.summary import list_runs
-    from quant_batch.store.layout import Layout
+    from quant_batch.store.layout import open_output
 
     with _errors_to_exit():
-        layout = Layout(out).require_output()
+        layout = open_output(out, pull=True).require_output()
     if as_json:
         _print_json(list_runs(layout.runs, limit))
         return
@@ -462,7 +464,7 @@ def runs(
 
 @app.command()
 def errors(
-    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    out: Annotated[str, typer.Argument(help="Output folder or s3:// URI.")],
     run: Annotated[str | None, typer.Option("--run", help="Only the dead letters of this run id.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help=_JSON_HELP)] = False,
 ) -> None:
@@ -492,14 +494,14 @@ def errors(
 
 
 @catalog_app.command("rebuild")
-def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")]) -> None:
+def catalog_rebuild(out: Annotated[str, typer.Argument(help="Output folder or s3:// URI.")]) -> None:
     """Delete catalog.duckdb and rebuild it from the part files (they are the durable truth)."""
     with _errors_to_exit():
         from quant_batch.store.catalog import Catalog
-        from quant_batch.store.layout import Layout
+        from quant_batch.store.layout import open_output
         from quant_batch.store.lock import OutputLock
 
-        layout = Layout(out).require_output()
+        layout = open_output(out, pull=True).require_output()
         with OutputLock(layout.root):
             for p in (layout.catalog, layout.catalog.with_suffix(".duckdb.wal")):
                 p.unlink(missing_ok=True)
@@ -510,7 +512,7 @@ def catalog_rebuild(out: Annotated[Path, typer.Argument(help="Output folder.")])
 
 @app.command()
 def ui(
-    outs: Annotated[list[Path], typer.Argument(help="Output folders (embed and/or render).")],
+    outs: Annotated[list[str], typer.Argument(help="Output folders or s3:// URIs (embed and/or render).")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a non-loopback --host.")] = False,

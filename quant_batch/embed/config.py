@@ -104,6 +104,17 @@ class CorpusConfig(_Strict):
         if self.dimensions not in allowed:
             raise ValueError(f"dimensions for {self.model} must be one of {list(allowed)}")
         check_sources(self.sources)
+        if (
+            self.task_runner == "dask"
+            and self.dask_address
+            and isinstance(self.out, Path)
+            and not self.out.is_absolute()
+        ):
+            raise ValueError(
+                f"out: {self.out} is relative, and the workers of the Dask cluster at {self.dask_address} would each "
+                "write into their own working folder: use a bucket (s3://bucket/prefix) or an absolute path every "
+                "worker shares"
+            )
         return self
 
 

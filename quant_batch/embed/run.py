@@ -35,7 +35,7 @@ class CorpusRun(RunSession):
 
     def __init__(self, config: CorpusConfig, *, lock_wait: float = 0.0, prices: PriceTable | None = None):
         self.scan = require_documents(config.sources)  # before the run records anything
-        super().__init__(config.out, "embed", lock_wait=lock_wait)
+        super().__init__(config.out, "embed", lock_wait=lock_wait, storage=config.storage)
         self.config = config
         self.prices = prices or load_prices(config.pricing)
         self.budget = Budget(config.max_cost)
@@ -49,6 +49,14 @@ class CorpusRun(RunSession):
         # plans of runs that died before finish(); we hold the lock, so nothing reads them
         for stale in self.layout.state.glob("plan-*.parquet"):
             stale.unlink(missing_ok=True)
+        if self.layout.remote is not None:
+            for key in self.layout.remote.list("state", include="plan-*.parquet"):
+                self.layout.remote.delete(key)
+
+    @property
+    def remote_workers(self) -> bool:
+        """Shards may run on other machines (a Dask cluster named by address)."""
+        return self.config.task_runner == "dask" and self.config.dask_address is not None
 
     @property
     def price_per_token(self) -> float:
@@ -122,9 +130,14 @@ class CorpusRun(RunSession):
 
     def _task(self, shard: PlannedShard) -> ShardTask:
         cfg = self.config
+        plan_key = None
+        if self.layout.remote is not None and self.remote_workers:
+            self.layout.push(shard.path)  # a worker on another machine reads its batches from the bucket
+            plan_key = self.layout.key(shard.path)
         return ShardTask(
-            root=str(self.layout.root),
+            output=self.layout.ref(beside=not self.remote_workers),
             plan_path=str(shard.path),
+            plan_key=plan_key,
             run_id=self.summary.run_id,
             generation=embedding_generation(cfg.model, cfg.dimensions, cfg.normalize),
             model=cfg.model,
@@ -166,9 +179,11 @@ class CorpusRun(RunSession):
         """Publish the new live index, switch the vector space if complete, write the summary."""
         assert self.catalog is not None and self.plan is not None
         plan, cat, s = self.plan, self.catalog, self.summary
+        self.layout.pull()  # parts committed by workers on other machines
         cat.sync()
         read_errors = write_errors(self.layout.error_parts, f"{plan.run_id}-read", plan.errors)
         if read_errors:
+            self.layout.push(read_errors, once=True)
             cat.load_error_parts([read_errors])
         if plan.stopped or self.budget.halted:
             # a run stopped by a refused token or an outage keeps the published index as it was;
@@ -203,6 +218,7 @@ class CorpusRun(RunSession):
             "failed_chunks": totals.failed,
             "batches": st.batches,
             "batches_skipped": skipped,
+            "duplicates_avoided": totals.duplicates_avoided,
             "input_tokens": totals.input_tokens,
             "attempts": totals.attempts,
             "throttled": totals.throttled,
@@ -216,9 +232,11 @@ class CorpusRun(RunSession):
             )
         status, reason, code = self.outcome(failed=failed, skipped=skipped, dead=st.chunks_skipped_dead, unit="batches")
         s.finish(status, reason, exit_code=code)
-        s.save(self.layout.runs)
+        self.save_summary()
         cat.sync()
         for shard in plan.shards:
+            if self.layout.remote is not None and self.remote_workers:
+                self.layout.delete(shard.path)
             shard.path.unlink(missing_ok=True)
         return s
 

@@ -1,8 +1,10 @@
 """Embed planned batches: the part of a corpus run that can run anywhere.
 
-A worker (a thread, a Dask process, another machine on shared storage) reads its batches from
-the plan file, calls the API, checks every vector, and writes one Parquet part per batch. It
-never touches DuckDB: the run's single writer loads the parts it reports.
+A worker (a thread, a Dask process, another machine) reads its batches from the plan file (in
+the output's bucket when it runs elsewhere), calls the API, checks every vector, and commits one
+Parquet part per batch under a key fixed by run id and batch number. A batch whose part is
+already committed (this task ran before, on a worker that died) is not sent again. It never
+touches DuckDB: the run's single writer reads the parts.
 
 Rejections are isolated: a batch refused with a 4xx is split in halves and resent until only the
 offending texts fail, so one bad text never costs its 99 neighbours.
@@ -21,9 +23,10 @@ import pyarrow.parquet as pq
 from quant_batch.client import EmbeddingResult, QuantClient
 from quant_batch.errors import RUN_STOPPERS, RequestRejected, TransientError, stop_reason
 from quant_batch.pricing import Budget
-from quant_batch.store.files import write_parquet_atomic
+from quant_batch.store.commit import parquet_bytes
 from quant_batch.store.layout import Layout
-from quant_batch.store.records import ErrorRecord, vector_array, write_errors
+from quant_batch.store.output import OutputRef, OutputWriter
+from quant_batch.store.records import ErrorRecord, commit_errors, vector_array
 from quant_batch.tokens import estimate_tokens
 
 NORM_TOLERANCE = 1e-3
@@ -33,8 +36,9 @@ NORM_TOLERANCE = 1e-3
 class ShardTask:
     """A contiguous range of planned batches; plain data so it pickles to any worker."""
 
-    root: str
+    output: OutputRef
     plan_path: str
+    """The plan file on the planning machine."""
     run_id: str
     generation: str
     model: str
@@ -44,6 +48,8 @@ class ShardTask:
     end_batch: int
     offset: int = 0
     """The run-wide number of the plan file's first row group (batch ``b`` is row group ``b - offset``)."""
+    plan_key: str | None = None
+    """The plan file's key in a bucket output, for a worker on another machine."""
 
 
 @dataclass
@@ -57,6 +63,8 @@ class ShardResult:
     failed: int = 0
     input_tokens: int = 0
     batches_skipped: int = 0
+    duplicates_avoided: int = 0
+    """Batches found committed by an earlier attempt (not sent again), or whose commit lost to one."""
     stopped: str | None = None
     """Why this shard stopped sending early: the spend cap, or a run-level failure."""
     halted: str | None = None
@@ -92,7 +100,7 @@ class _ShardRunner:
         self.client = client
         self.budget = budget if budget is not None else Budget(None)
         self.price = price_per_token
-        self.layout = Layout(Path(task.root))
+        self.out = task.output.open()
         self.result = ShardResult()
         self.errors: list[ErrorRecord] = []
 
@@ -157,6 +165,10 @@ class _ShardRunner:
 
     def run_batch(self, rows: list[dict], batch_no: int) -> None:
         t = self.task
+        key = Layout.vector_part_key(t.generation, t.run_id, batch_no)
+        if self.out.committed(key):  # an earlier attempt of this task did it: do not pay twice
+            self.result.duplicates_avoided += 1
+            return
         estimate = self.price * estimate_tokens(sum(len(r["text"]) for r in rows))
         if not self.budget.reserve(estimate):
             self.result.batches_skipped += 1
@@ -182,19 +194,16 @@ class _ShardRunner:
                 "vector": vector_array(np.stack([v for _, v, _ in good])),
             }
         )
-        path = self.layout.vector_parts(t.generation) / f"{t.run_id}-{batch_no:06d}.parquet"
-        write_parquet_atomic(
-            table,
-            path,
-            {
-                "model": t.model,
-                "dimensions": str(t.dimensions),
-                "normalize": str(t.normalize).lower(),
-                "run_id": t.run_id,
-            },
-            dictionary=("model", "run_id"),
-        )
-        self.result.parts.append(str(path))
+        meta = {
+            "model": t.model,
+            "dimensions": str(t.dimensions),
+            "normalize": str(t.normalize).lower(),
+            "run_id": t.run_id,
+        }
+        if not self.out.commit(key, parquet_bytes(table, meta, dictionary=("model", "run_id"))):
+            self.result.duplicates_avoided += 1  # another attempt committed it first: same chunks
+            return
+        self.result.parts.append(key)
         self.result.embedded += len(good)
 
 
@@ -214,7 +223,7 @@ def embed_shard(
 ) -> ShardResult:
     """Embed the batches ``[task.first_batch, task.end_batch)`` of the plan; see module doc."""
     runner = _ShardRunner(task, client, budget, price_per_token)
-    plan = pq.ParquetFile(task.plan_path)
+    plan = _open_plan(task, runner.out)
     for b in range(task.first_batch, task.end_batch):
         if runner.result.stopped:
             runner.result.batches_skipped += 1
@@ -223,6 +232,13 @@ def embed_shard(
         runner.run_batch(rows, b)
         if on_batch:
             on_batch(len(rows))
-    error_path = write_errors(runner.layout.error_parts, f"{task.run_id}-embed-{task.first_batch:06d}", runner.errors)
-    runner.result.error_part = str(error_path) if error_path else None
+    name = f"{task.run_id}-embed-{task.first_batch:06d}"
+    runner.result.error_part = commit_errors(runner.out, Layout.error_part_key(name), runner.errors)
     return runner.result
+
+
+def _open_plan(task: ShardTask, out: OutputWriter) -> pq.ParquetFile:
+    """The plan file: here when the worker runs on the planning machine, else from the bucket."""
+    if task.plan_key is None or Path(task.plan_path).exists():
+        return pq.ParquetFile(task.plan_path)
+    return pq.ParquetFile(pa.BufferReader(out.storage.read_bytes(task.plan_key)))

@@ -23,7 +23,7 @@ from quant_batch.render.run import estimate_row_cost
 from quant_batch.store.catalog import Catalog
 from quant_batch.store.files import committed_parquet
 from quant_batch.store.keys import KeySet
-from quant_batch.store.layout import Layout
+from quant_batch.store.layout import Layout, open_output
 from quant_batch.store.state import count_removed
 
 
@@ -47,7 +47,7 @@ def estimate_wall_s(
 
 def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, Any]:
     scan = require_documents(cfg.sources)
-    layout = Layout(Path(cfg.out))
+    layout = open_output(cfg.out, cfg.storage, pull=True)
     gen = embedding_generation(cfg.model, cfg.dimensions, cfg.normalize)
     # the part files, not the catalog: a running run holds that
     done = KeySet.from_parts(committed_parquet(layout.vector_parts(gen)))
@@ -83,7 +83,7 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
 
 
 def plan_render_dry(cfg: RenderConfig, *, latency_s: float = 20.0) -> dict[str, Any]:
-    layout = Layout(Path(cfg.out))
+    layout = open_output(cfg.out, cfg.storage, pull=True)
     manifest = load_manifest(cfg.manifest, cfg.defaults)
     with Snapshot(layout.root) as snap:
         done = (

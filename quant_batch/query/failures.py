@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from quant_batch.store.files import committed_parquet
-from quant_batch.store.layout import Layout
+from quant_batch.store.layout import open_output
 
 COLUMNS = (
     "run_id",
@@ -37,7 +37,7 @@ def list_errors(out: str | Path, run: str | None = None) -> list[dict[str, Any]]
     """
     import duckdb
 
-    files = [str(p) for p in committed_parquet(Layout(Path(out)).error_parts)]
+    files = [str(p) for p in committed_parquet(open_output(out, pull=True).error_parts)]
     if not files:
         return []
     sql = f"SELECT {', '.join(COLUMNS)} FROM read_parquet(?) {'WHERE run_id = ?' if run else ''} ORDER BY created_at, error_id"

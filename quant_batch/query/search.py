@@ -78,7 +78,7 @@ def _as_text(value: Any) -> str:
 
 
 def search(
-    out: Path,
+    out: Path | str,
     query: str,
     client: QuantClient,
     *,
@@ -130,10 +130,10 @@ def search(
 
 
 def _no_index(snap: Snapshot) -> str:
-    out = snap.layout.root
+    out = snap.layout.location
     if snap.has_images:
         return f"{out}: this folder holds rendered images, not a search index; search an `embed` output folder"
-    if not snap.layout.root.exists():
+    if snap.layout.remote is None and not snap.layout.root.exists():
         return f"{out}: no such folder"
     return f"{out}: no search index here yet; run `quant-batch embed` with --out {out} first"
 

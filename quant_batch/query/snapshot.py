@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from quant_batch.runs.summary import list_runs
 from quant_batch.store.catalog import MEMORY_LIMIT
 from quant_batch.store.files import committed_parquet
-from quant_batch.store.layout import Layout
+from quant_batch.store.layout import open_output
 from quant_batch.store.records import ERROR_SCHEMA
 
 RUN_COLUMNS = (
@@ -47,7 +47,8 @@ class Snapshot:
     """Views over the published files of one output folder; use as a context manager."""
 
     def __init__(self, out: Path | str):
-        self.layout = Layout(Path(out))
+        # a bucket output is read from its working copy, brought up to date here
+        self.layout = open_output(out, pull=True)
         self.generation: dict[str, Any] | None = self.layout.active_generation()
         self._con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
         self._vectors_ready = False

@@ -30,9 +30,10 @@ from quant_batch.render.rules import output_size
 from quant_batch.runs.executor import interleaved_shards, run_in_threads, sum_results
 from quant_batch.runs.session import RunSession
 from quant_batch.runs.summary import RunSummary
-from quant_batch.store.files import write_bytes_atomic, write_parquet_atomic
+from quant_batch.store.commit import parquet_bytes
 from quant_batch.store.layout import Layout
-from quant_batch.store.records import ErrorRecord, write_errors
+from quant_batch.store.output import OutputRef
+from quant_batch.store.records import ErrorRecord, commit_errors, write_errors
 
 SEED_MAX = 858_993_459  # the range AWS's own examples use; valid whatever the true maximum is
 
@@ -71,7 +72,7 @@ IMAGE_SCHEMA = pa.schema(
 class RenderContext:
     """Plain settings a render worker needs (pickles to any executor)."""
 
-    root: str
+    output: OutputRef
     run_id: str
     embed_images: bool = False
 
@@ -89,19 +90,32 @@ class RenderResult:
     cost_usd: float = 0.0
     image_sizes: dict[str, int] = field(default_factory=dict)
     skipped_cap: int = 0
+    duplicates_avoided: int = 0
     budget_halt: str | None = None
     """A run-level failure met by this shard (refused token, unreachable service)."""
 
 
 def safe_output_path(root: Path, row_id: str, n: int) -> Path:
     """``root/{id}_{n}.png``, refusing any name that would land outside ``root``."""
-    name = f"{row_id}_{n}.png"
-    if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
-        raise InputError(f"unsafe output name {name!r}")
+    name = image_key(row_id, n)
     path = (root / name).resolve()
     if path.parent != root.resolve():
         raise InputError(f"output {name!r} would be written outside {root}")
     return path
+
+
+def image_key(row_id: str, n: int) -> str:
+    """The key of a row's ``n``-th image, ``{id}_{n}.png``, refusing names that are not one plain file."""
+    name = f"{row_id}_{n}.png"
+    if "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise InputError(f"unsafe output name {name!r}")
+    return name
+
+
+def _checked_key(ctx: RenderContext, row_id: str, n: int) -> str:
+    local = Path(ctx.output.location) if ctx.output.is_local else None
+    # a local folder also refuses a planted symlink that would lead the write elsewhere
+    return safe_output_path(local, row_id, n).name if local is not None else image_key(row_id, n)
 
 
 def _png_info(data: bytes) -> tuple[int, int]:
@@ -164,23 +178,27 @@ def _render_one(
             )
         )
         return
-    part = Layout(Path(ctx.root)).image_parts / f"{ctx.run_id}-{row.key[:16]}.parquet"
+    part = f"parts/images/{ctx.run_id}-{row.key[:16]}.parquet"
     schema = IMAGE_SCHEMA.append(pa.field("png", pa.binary())) if ctx.embed_images else IMAGE_SCHEMA
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), part, {"run_id": ctx.run_id})
-    _remove_stale_images(Path(ctx.root), row.id, len(rows))
-    res.parts.append(str(part))
+    out_writer = ctx.output.open()
+    table = pa.Table.from_pylist(rows, schema=schema)
+    if not out_writer.commit(part, parquet_bytes(table, {"run_id": ctx.run_id})):
+        res.duplicates_avoided += 1
+    _remove_stale_images(ctx, row.id, len(rows))
+    res.parts.append(part)
     res.rendered += 1
     res.images += len(rows)
 
 
-def _remove_stale_images(root: Path, row_id: str, keep: int) -> None:
+def _remove_stale_images(ctx: RenderContext, row_id: str, keep: int) -> None:
     """After a re-render with fewer images, delete the old ``{id}_{n}.png`` beyond the new count.
 
-    Runs after the new part is on disk, so the catalog never points at a file removed early.
+    Runs after the new part is committed, so the catalog never points at a file removed early.
     """
+    out = ctx.output.open()
     n = keep
-    while (stale := safe_output_path(root, row_id, n)).exists():
-        stale.unlink()
+    while out.exists(stale := _checked_key(ctx, row_id, n)):
+        out.delete(stale)
         n += 1
 
 
@@ -201,9 +219,10 @@ def _write_images(
     model = request.get("modelId", "amazon.nova-canvas-v1:0")
     rows = []
     # every name and size first: a row that fails here leaves no file behind
-    sized = [(safe_output_path(Path(ctx.root), row.id, n), data, *_png_info(data)) for n, data in enumerate(out.images)]
-    for n, (path, data, width, height) in enumerate(sized):
-        write_bytes_atomic(path, data)
+    sized = [(_checked_key(ctx, row.id, n), data, *_png_info(data)) for n, data in enumerate(out.images)]
+    writer = ctx.output.open()
+    for n, (name, data, width, height) in enumerate(sized):
+        writer.replace(name, data)  # a re-render under new settings replaces the image of that name
         cost = prices.image_cost(model, width, height, quality)
         res.cost_usd += cost
         size_key = f"{width}x{height}/{quality}"
@@ -214,7 +233,7 @@ def _write_images(
                 "n": n,
                 "key": row.key,
                 "line": row.line,
-                "path": path.name,
+                "path": name,
                 "sha256": sha256_hex(data),
                 "width": width,
                 "height": height,
@@ -270,10 +289,8 @@ def render_rows(
         if on_row:
             on_row()
     if errors:
-        path = write_errors(
-            Layout(Path(ctx.root)).error_parts, f"{ctx.run_id}-render-{(errors[0].key or '')[:16]}", errors
-        )
-        res.error_part = str(path)
+        name = f"{ctx.run_id}-render-{(errors[0].key or '')[:16]}"
+        res.error_part = commit_errors(ctx.output.open(), Layout.error_part_key(name), errors)
     return res
 
 
@@ -302,7 +319,7 @@ class RenderRun(RunSession):
         self.manifest: Manifest = load_manifest(config.manifest, config.defaults)
         if self.manifest.problems and not config.skip_invalid:
             self.manifest.raise_for_problems()
-        super().__init__(config.out, "render", lock_wait=lock_wait)
+        super().__init__(config.out, "render", lock_wait=lock_wait, storage=config.storage)
         self.config = config
         self.prices = load_prices(config.pricing)
         self.pending: list[RenderRow] = []
@@ -313,7 +330,7 @@ class RenderRun(RunSession):
 
     @property
     def context(self) -> RenderContext:
-        return RenderContext(str(self.layout.root), self.summary.run_id, self.config.embed_images)
+        return RenderContext(self.layout.ref(), self.summary.run_id, self.config.embed_images)
 
     def make_plan(self, *, replay: bool | str = False) -> list[RenderRow]:
         """Pick the rows of the (already validated) manifest to render."""
@@ -339,9 +356,9 @@ class RenderRun(RunSession):
         self.results.append(result)
         if result.budget_halt:
             self.budget.halt(result.budget_halt)
-        self.catalog.load_image_parts([Path(p) for p in result.parts])
+        self.catalog.load_image_parts(self.layout.fetch(result.parts))
         if result.error_part:
-            self.catalog.load_error_parts([Path(result.error_part)])
+            self.catalog.load_error_parts(self.layout.fetch([result.error_part]))
 
     def finish(self) -> RunSummary:
         assert self.catalog is not None
@@ -352,6 +369,7 @@ class RenderRun(RunSession):
         ]
         part = write_errors(self.layout.error_parts, f"{s.run_id}-validate", invalid)
         if part:
+            self.layout.push(part, once=True)
             cat.load_error_parts([part])
         cat.sync()
         tot = sum_results(self.results, RenderResult)
@@ -370,16 +388,18 @@ class RenderRun(RunSession):
             "images_by_size": tot.image_sizes,
             "skipped_cap": tot.skipped_cap,
             "skipped_failed": len(self.skipped_failed),
+            "duplicates_avoided": tot.duplicates_avoided,
         }
         status, reason, code = self.outcome(
             failed=s.errors, skipped=tot.skipped_cap, dead=len(self.skipped_failed), unit="rows"
         )
         s.finish(status, reason, exit_code=code)
-        s.save(self.layout.runs)
+        self.save_summary()
         cat.sync()
-        write_contact_sheet(
+        sheet = write_contact_sheet(
             cat, self.layout.root, s, still_failing={r.key: (r.id, r.line) for r in self.skipped_failed}
         )
+        self.layout.push(sheet)
         return s
 
 

@@ -13,6 +13,7 @@ from quant_batch.runs.summary import RunSummary, new_run_id
 if TYPE_CHECKING:
     from quant_batch.pricing import Budget
     from quant_batch.store.catalog import Catalog
+    from quant_batch.store.storage_config import StorageConfig
 
 
 class RunSession:
@@ -24,16 +25,25 @@ class RunSession:
     planning and the finish of their kind of work.
     """
 
-    def __init__(self, out: Path, kind: str, *, lock_wait: float = 0.0):
-        from quant_batch.store.layout import Layout
+    def __init__(self, out: Path | str, kind: str, *, lock_wait: float = 0.0, storage: StorageConfig | None = None):
+        from quant_batch.store.layout import open_output
+        from quant_batch.store.lease import BucketLease
         from quant_batch.store.lock import OutputLock
 
-        self.layout = Layout(Path(out))
+        self.layout = open_output(out, storage)
         self.summary = RunSummary(new_run_id(kind), kind)
         self.summary.target = TARGET.get()
         self.summary.stats["runner"] = RUNNER.get()
+        # the local lock guards the folder (or a bucket's working copy) on this machine, the
+        # lease the bucket across machines
         self.lock = OutputLock(self.layout.root, wait_seconds=lock_wait)
+        remote = self.layout.remote
+        self.lease = BucketLease(remote, self.summary.run_id, wait_seconds=lock_wait) if remote else None
         self.catalog: Catalog | None = None
+
+    def save_summary(self) -> None:
+        """Write the run summary (and send it to the bucket of a bucket output)."""
+        self.layout.push(self.summary.save(self.layout.runs))
 
     def prepare(self) -> None:
         """Clean-up a subclass needs under the lock, before the catalog opens."""
@@ -65,7 +75,7 @@ class RunSession:
             cap = budget.cap if budget is not None else None
             return "partial", f"spend cap ${cap} reached; {skipped} {unit} left for the next run", None
         if failed:
-            return "errors", f"{failed} records failed; see `quant-batch errors {self.layout.root}`", None
+            return "errors", f"{failed} records failed; see `quant-batch errors {self.layout.location}`", None
         if dead:
             return (
                 "dead_letters",
@@ -83,14 +93,19 @@ class RunSession:
 
         self.lock.acquire()
         try:
+            if self.lease is not None:
+                self.lease.acquire()
+            self.layout.pull(prune=True)
             sweep_temp_files(self.layout.root)
             self.prepare()
             self.catalog = Catalog(self.layout)
             self.catalog.close_interrupted_runs()  # before our own summary exists
             self.catalog.sync()  # finish what a crashed run wrote but did not load
-            self.summary.save(self.layout.runs)
+            self.save_summary()
         except BaseException:
-            self.lock.release()
+            if self.catalog:
+                self.catalog.close()
+            self._release()
             raise
         return self
 
@@ -98,10 +113,17 @@ class RunSession:
         try:
             if exc is not None and self.summary.status == "running":
                 self.summary.finish("failed", f"{type(exc).__name__}: {exc}")
-                self.summary.save(self.layout.runs)
+                self.save_summary()
                 if self.catalog:
                     self.catalog.load_runs()
         finally:
             if self.catalog:
                 self.catalog.close()
+            self._release()
+
+    def _release(self) -> None:
+        try:
+            if self.lease is not None:
+                self.lease.release()
+        finally:
             self.lock.release()

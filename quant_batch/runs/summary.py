@@ -114,7 +114,7 @@ def list_runs(runs_dir: Path, limit: int = 20) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda r: r.get("started_at") or 0, reverse=True)[:limit]
 
 
-def check_replay_target(out: Path, kind: str, run_id: str | None = None) -> None:
+def check_replay_target(out: Path | str, kind: str, run_id: str | None = None) -> None:
     """Refuse a replay that has nothing to resend, before anything is opened or sent.
 
     Replay resends the dead letters of an existing output folder: ``out`` must hold summaries
@@ -123,7 +123,9 @@ def check_replay_target(out: Path, kind: str, run_id: str | None = None) -> None
     Raises:
         InputError: ``out`` holds no ``kind`` output, or ``run_id`` is not a run recorded there.
     """
-    runs_dir = out / "runs"
+    from quant_batch.store.layout import open_output
+
+    runs_dir = open_output(out, pull=True).runs
     runs = [r for r in list_runs(runs_dir, limit=10**9) if r.get("kind") == kind]
     if not runs:
         raise InputError(

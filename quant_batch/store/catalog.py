@@ -321,6 +321,7 @@ class Catalog:
             if isinstance(run, dict) and run.get("status") == "running":
                 run.update(status="failed", reason="interrupted: the process ended before the run finished")
                 write_bytes_atomic(f, json.dumps(run, indent=2, default=str).encode())
+                self.layout.push(f)
                 closed += 1
         return closed
 

@@ -16,21 +16,130 @@
       <id>_<n>.png, index.html                           rendered images and their contact sheet
 
 Everything except ``catalog.duckdb`` is durable truth; the catalog can be deleted and rebuilt.
+
+A bucket output (``s3://bucket/prefix``) has the same keys in the bucket, which is the truth, and a
+*working copy* on each machine that reads or publishes it (under the catalog cache folder, see
+:func:`quant_batch.store.storage.catalog_cache_dir`): :meth:`Layout.pull` brings it up to date
+(parts and published state files never change once written, so only new ones are fetched),
+:meth:`Layout.push` sends what the run's single writer wrote, parts first and pointers last.
+Every reader (catalog, search, plan, the web page) then reads local files, at local speed and
+without DuckDB's ``httpfs`` (which an offline machine cannot install). Workers on other machines
+write their parts straight to the bucket (:mod:`quant_batch.store.output`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quant_batch.errors import InputError
+from quant_batch.store.location import is_uri
+
+if TYPE_CHECKING:
+    from quant_batch.store.output import OutputRef
+    from quant_batch.store.storage import Storage, StorageConfig
+
+# what a working copy mirrors; plan files are the run's own scratch, the catalog is derived
+_MIRRORED = ("parts/", "runs/", "state/")
+_MUTABLE = ("runs/", "state/index-", "state/generation.json")
+_DOWNLOAD_THREADS = 16
 
 
 @dataclass(frozen=True)
 class Layout:
     root: Path
+    """The output folder, or the local working copy of a bucket output."""
+    remote: Storage | None = field(default=None, compare=False)
+    """The bucket (None: ``root`` is the output itself)."""
+
+    @property
+    def location(self) -> str:
+        """The output as the user names it: the folder, or the bucket URI (no credentials)."""
+        return self.remote.uri if self.remote is not None else str(self.root)
+
+    def key(self, path: Path) -> str:
+        """``path`` (under :attr:`root`) as a key of the output."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    def push(self, path: Path, *, once: bool = False) -> bool:
+        """Send the local file ``path`` to the bucket (no-op for a local output).
+
+        ``once`` for files that never change (parts, published state): a key already there is a
+        duplicate avoided (returns False); otherwise the object is replaced.
+        """
+        if self.remote is None:
+            return True
+        from quant_batch.store import commit
+
+        if once:
+            return commit.commit_file_once(self.remote, self.key(path), path)
+        commit.replace_from_file(self.remote, self.key(path), path)
+        return True
+
+    def ref(self, *, beside: bool = True) -> OutputRef:
+        """What a worker needs to commit into this output; ``beside``: it runs on this machine."""
+        from quant_batch.store.output import OutputRef
+
+        if self.remote is None:
+            return OutputRef(str(self.root.absolute()))
+        return OutputRef(self.remote._location, self.remote._config, str(self.root) if beside else None)
+
+    def fetch(self, keys: list[str]) -> list[Path]:
+        """The local paths of ``keys``, fetching into the working copy those not here yet."""
+        paths = [self.root / k for k in keys]
+        if self.remote is not None:
+            for key, path in zip(keys, paths, strict=True):
+                if not path.exists():
+                    self.remote.download(key, path)
+        return paths
+
+    def delete(self, path: Path) -> None:
+        """Remove ``path`` here and in the bucket."""
+        Path(path).unlink(missing_ok=True)
+        if self.remote is not None:
+            self.remote.delete(self.key(path))
+
+    def pull(self, *, prune: bool = False) -> int:
+        """Bring the working copy of a bucket output up to date; returns the files fetched.
+
+        New parts and state files are fetched (they never change once written), run summaries
+        and pointers when their size or time differ. ``prune`` (only under the output's lock)
+        also deletes local files the bucket no longer has, such as superseded state versions.
+        """
+        if self.remote is None:
+            return 0
+        remote = self.remote.sizes()
+        todo = []
+        for key, (size, mtime_ns) in remote.items():
+            if not key.startswith(_MIRRORED) or key.startswith("state/plan-") or "/." in f"/{key}":
+                continue
+            try:
+                st = (self.root / key).stat()
+            except FileNotFoundError:
+                todo.append((key, mtime_ns))
+                continue
+            if st.st_size != size or (key.startswith(_MUTABLE) and st.st_mtime_ns != mtime_ns):
+                todo.append((key, mtime_ns))
+
+        def fetch(item: tuple[str, int]) -> None:
+            key, mtime_ns = item
+            self.remote.download(key, self.root / key)  # type: ignore[union-attr]
+            if mtime_ns:
+                os.utime(self.root / key, ns=(mtime_ns, mtime_ns))
+
+        with ThreadPoolExecutor(min(_DOWNLOAD_THREADS, max(1, len(todo)))) as pool:
+            list(pool.map(fetch, todo))
+        if prune:
+            for folder in (self.parts, self.runs, self.state):
+                for path in folder.rglob("*") if folder.exists() else ():
+                    key = self.key(path)
+                    if path.is_file() and key not in remote and not path.name.startswith((".", "plan-")):
+                        path.unlink()
+        return len(todo)
 
     @property
     def parts(self) -> Path:
@@ -38,6 +147,15 @@ class Layout:
 
     def vector_parts(self, generation: str) -> Path:
         return self.parts / "vectors" / generation
+
+    @staticmethod
+    def vector_part_key(generation: str, run_id: str, batch: int) -> str:
+        """The same key on every attempt of a batch: what makes its commit exactly-once."""
+        return f"parts/vectors/{generation}/{run_id}-{batch:06d}.parquet"
+
+    @staticmethod
+    def error_part_key(name: str) -> str:
+        return f"parts/errors/{name}.parquet"
 
     @property
     def image_parts(self) -> Path:
@@ -109,6 +227,27 @@ class Layout:
     def require_output(self) -> Layout:
         """This layout, or an InputError when the folder holds no quant-batch output (a typo'd path)."""
         if not self.holds_output():
-            what = "does not exist" if not self.root.exists() else "holds no quant-batch output (no runs/, no parts/)"
-            raise InputError(f"{what}; pass the output folder of an embed or render run", path=str(self.root))
+            if self.remote is not None:
+                what = "holds no quant-batch output (no runs/, no parts/)"
+            else:
+                what = (
+                    "does not exist" if not self.root.exists() else "holds no quant-batch output (no runs/, no parts/)"
+                )
+            raise InputError(f"{what}; pass the output folder of an embed or render run", path=self.location)
         return self
+
+
+def open_output(location: str | Path, storage: StorageConfig | None = None, *, pull: bool = False) -> Layout:
+    """The :class:`Layout` of a local output folder or a bucket output (with its working copy).
+
+    ``pull`` brings a bucket output's working copy up to date first (what a reader wants).
+    """
+    if not is_uri(location):
+        return Layout(Path(location))
+    from quant_batch.store.storage import catalog_cache_dir, open_storage
+
+    remote = open_storage(str(location), storage)
+    layout = Layout(catalog_cache_dir(remote, storage), remote)
+    if pull:
+        layout.pull()
+    return layout

@@ -6,11 +6,16 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
+from quant_batch.store.commit import parquet_bytes
 from quant_batch.store.files import write_parquet_atomic
+
+if TYPE_CHECKING:
+    from quant_batch.store.output import OutputWriter
 
 ERROR_SCHEMA = pa.schema(
     [
@@ -56,15 +61,25 @@ class ErrorRecord:
         return f"{where}: {self.stage}: {self.message}"
 
 
+def error_table(records: list[ErrorRecord]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in records], schema=ERROR_SCHEMA)
+
+
 def write_errors(folder: Path, name: str, records: list[ErrorRecord]) -> Path | None:
     """Write error records as one part file; returns its path (None when there is nothing)."""
     if not records:
         return None
-    rows = [asdict(r) for r in records]
-    table = pa.Table.from_pylist(rows, schema=ERROR_SCHEMA)
     path = folder / f"{name}.parquet"
-    write_parquet_atomic(table, path)
+    write_parquet_atomic(error_table(records), path)
     return path
+
+
+def commit_errors(out: OutputWriter, key: str, records: list[ErrorRecord]) -> str | None:
+    """A worker's error records as one part committed under ``key``; returns the key (None: nothing)."""
+    if not records:
+        return None
+    out.commit(key, parquet_bytes(error_table(records)))
+    return key
 
 
 def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:

@@ -118,8 +118,12 @@ def publish(
         incomplete = int(con.execute("SELECT count(*) FROM incomplete").fetchall()[0][0])
     finally:
         con.close()
+    # a bucket gets the files the pointer names before the pointer itself
+    layout.push(live_out, once=True)
+    layout.push(docs_out, once=True)
     pointer = {"live": live_out.name, "documents": docs_out.name, "run_id": run_id, "published_at": time.time()}
     write_bytes_atomic(layout.index_pointer(generation), json.dumps(pointer).encode())
+    layout.push(layout.index_pointer(generation))
     _prune(layout, generation, keep={live_out.name, docs_out.name, *(old or {}).values()})
     return Published(removed=removed, incomplete_documents=incomplete)
 
@@ -134,10 +138,11 @@ def _prune(layout: Layout, generation: str, keep: set[str]) -> None:
     ):
         for path in layout.state.glob(pattern):
             if path.name not in keep:
-                path.unlink(missing_ok=True)
+                layout.delete(path)
 
 
 def switch_generation(layout: Layout, generation: str, model: str, dimensions: int, normalize: bool) -> None:
     """Make ``generation`` the vector space search uses (call only once it is complete)."""
     meta = {"generation": generation, "model": model, "dimensions": dimensions, "normalize": normalize}
     write_bytes_atomic(layout.generation, json.dumps(meta).encode())
+    layout.push(layout.generation)

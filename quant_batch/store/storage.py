@@ -171,8 +171,40 @@ class Storage:
                 keys.append(f"{prefix}/{rel}" if prefix else rel)
         return sorted(keys)
 
+    def sizes(self, prefix: str = "") -> dict[str, tuple[int, int]]:
+        """``{key: (size, mtime_ns)}`` of every file under ``prefix``, hidden ones included.
+
+        One listing (one request per 1,000 keys on object storage); what a working copy is
+        compared against.
+        """
+        prefix = _check_key(prefix)
+        base = self.path(prefix).rstrip("/")
+        with self._errors("list", prefix):
+            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        found = {}
+        for info in infos:
+            if info.type == pafs.FileType.File:
+                rel = info.path[len(base) + 1 :]
+                found[f"{prefix}/{rel}" if prefix else rel] = (int(info.size or 0), int(info.mtime_ns or 0))
+        return found
+
+    def download(self, key: str, dest: Path) -> None:
+        """Copy ``key`` to the local file ``dest`` atomically (temp file + rename)."""
+        with self._errors("read", key), self.fs.open_input_stream(self.path(key)) as src:
+            with commit.atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+                while chunk := src.read(8 << 20):
+                    fh.write(chunk)
+
     def delete(self, key: str) -> bool:
         """Delete ``key``; False if it was not there."""
+        if self.scheme == "s3":
+            # not through pyarrow: it would put an empty "folder/" marker object in its place
+            if not self.exists(key):
+                return False
+            bucket, _, prefix = self.root.partition("/")
+            with self._errors("delete", key):
+                self._s3().delete_object(Bucket=bucket, Key=f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key)
+            return True
         try:
             with self._errors("delete", key):
                 self.fs.delete_file(self.path(key))

@@ -25,7 +25,7 @@ def app(outs: Sequence[str | Path], *, client: QuantClient | None = None) -> Fas
     (default: a client from the ``QUANT_*`` environment, made on the first search)."""
     from quant_batch.ui.routes import create_app
 
-    return create_app([Path(o) for o in outs], client=client)
+    return create_app(list(outs), client=client)
 
 
 __all__ = ["app"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,13 @@ from quant_batch.query.search import Hit, build_matrix, filter_sql
 from quant_batch.render.run import IMAGE_SCHEMA
 from quant_batch.runs.summary import list_runs
 from quant_batch.store.files import committed_parquet
-from quant_batch.store.layout import Layout
+from quant_batch.store.layout import open_output
+from quant_batch.store.location import is_uri
 from quant_batch.store.records import ERROR_SCHEMA
 
 CACHE_DIR = ".ui-cache"
+PULL_EVERY_S = 10.0
+"""A bucket output is listed at most this often (each listing is a request)."""
 APPEND_FILES = 500
 IMAGE_COLUMNS = ", ".join(IMAGE_SCHEMA.names)
 _ABS_PATH = re.compile(r"(?<![\w.])/(?:[^\s/'\"<>:]+/)+([^\s/'\"<>:]+)")
@@ -60,10 +65,12 @@ class Page:
 class OutputData:
     """Read-only view of one output folder; thread-safe (one lock around its DuckDB)."""
 
-    def __init__(self, root: Path, name: str):
-        self.root = Path(root).resolve()
+    def __init__(self, root: Path | str, name: str):
+        # a bucket output is served from its working copy, refreshed from the bucket
+        self.layout = open_output(root)
+        self.root = self.layout.root.resolve()
         self.name = name
-        self.layout = Layout(self.root)
+        self._pulled = 0.0
         self.cache = self.root / CACHE_DIR
         self.con = duckdb.connect(config={"memory_limit": "512MB"})
         self.con.execute("SET enable_progress_bar = false")
@@ -97,6 +104,9 @@ class OutputData:
     def refresh(self) -> None:
         """Append parts published since the last call; reload replaced state files."""
         with self.lock:
+            if self.layout.remote is not None and time.monotonic() - self._pulled > PULL_EVERY_S:
+                self.layout.pull()
+                self._pulled = time.monotonic()
             self._append("image_renders", self.layout.image_parts, IMAGE_SCHEMA)
             self._append("errors", self.layout.error_parts, ERROR_SCHEMA)
             self.generation = self.layout.active_generation()
@@ -320,6 +330,8 @@ class OutputData:
         if not found:
             return None
         path = (self.root / found[0]["path"]).resolve()
+        if path.parent == self.root and not path.exists() and self.layout.remote is not None:
+            self.layout.fetch([path.name])  # images of a bucket output are fetched when first shown
         return (path, found[0]["sha256"]) if path.parent == self.root and path.is_file() else None
 
     # -- runs and failures -----------------------------------------------------------------
@@ -344,17 +356,18 @@ class OutputData:
         return Page(rows, int(self.scalar(f"SELECT count(*) FROM ({sql})") or 0))
 
 
-def out_names(roots: list[Path]) -> list[tuple[str, Path]]:
-    """A short, unique, URL-safe name for each output folder (its folder name, numbered if repeated)."""
-    named: list[tuple[str, Path]] = []
+def out_names(roots: Sequence[Path | str]) -> list[tuple[str, Path | str]]:
+    """A short, unique, URL-safe name for each output folder or bucket URI (its last segment, numbered if repeated)."""
+    named: list[tuple[str, Path | str]] = []
     seen: set[str] = set()
     for root in roots:
-        base = re.sub(r"[^0-9A-Za-z_.-]+", "-", Path(root).resolve().name).strip(".-") or "out"
+        last = str(root).rstrip("/").rsplit("/", 1)[-1] if is_uri(root) else Path(root).resolve().name
+        base = re.sub(r"[^0-9A-Za-z_.-]+", "-", last).strip(".-") or "out"
         name, i = base, 2
         while name in seen:
             name, i = f"{base}-{i}", i + 1
         seen.add(name)
-        named.append((name, Path(root)))
+        named.append((name, root if is_uri(root) else Path(root)))
     return named
 
 

@@ -13,7 +13,7 @@ import math
 import shlex
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from quant_batch.client import QuantClient
 from quant_batch.errors import QuantError
+from quant_batch.store.location import is_uri
 from quant_batch.ui.data import OutputData, manifest_row, out_names, public_path
 from quant_batch.ui.thumbs import thumbnail
 
@@ -75,14 +76,15 @@ class _Searcher:
             self.client.close()
 
 
-def create_app(outs: list[Path], *, client: QuantClient | None = None) -> FastAPI:
+def create_app(outs: Sequence[Path | str], *, client: QuantClient | None = None) -> FastAPI:
     """The web app over the output folders ``outs`` (read-only). ``client`` embeds search queries;
     without one, a client is built from ``QUANT_*`` on the first search."""
-    folders = {name: OutputData(root, name) for name, root in out_names([Path(o) for o in outs])}
+    named = out_names(outs)
+    folders = {name: OutputData(root, name) for name, root in named}
     # how replay commands name a folder: as the user typed it, unless that is a machine path
     shown = {
-        name: (str(o) if not Path(o).is_absolute() else name)
-        for (name, _), o in zip(out_names([Path(o) for o in outs]), outs, strict=True)
+        name: (str(o) if is_uri(o) or not Path(o).is_absolute() else name)
+        for (name, _), o in zip(named, outs, strict=True)
     }
     searcher = _Searcher(client)
     env = _templates()

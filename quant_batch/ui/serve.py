@@ -22,12 +22,22 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def check_outs(outs: list[Path]) -> list[Path]:
-    """The output folders, each checked to exist (a typo names the folder and exits 2)."""
+def check_outs(outs: list[str]) -> list[Path | str]:
+    """The output folders (each checked to exist: a typo names the folder and exits 2) and bucket
+    URIs (checked to hold an output)."""
+    from quant_batch.store.layout import open_output
+    from quant_batch.store.location import is_uri
+
+    checked: list[Path | str] = []
     for o in outs:
-        if not Path(o).is_dir():
+        if is_uri(o):
+            open_output(o, pull=True).require_output()
+            checked.append(o)
+        elif not Path(o).is_dir():
             raise ConfigError(f"{o}: no such output folder")
-    return [Path(o) for o in outs]
+        else:
+            checked.append(Path(o))
+    return checked
 
 
 def check_host(host: str, allow_remote: bool) -> str | None:

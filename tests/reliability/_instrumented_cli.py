@@ -44,29 +44,31 @@ def _traced(name: str, fn):
 
 
 def _crash_after_parts(limit: int) -> None:
-    """Exit hard once ``limit`` vector parts are on disk (the worker's own write, wrapped)."""
+    """Exit hard once ``limit`` vector parts are committed (the workers' own commit, wrapped)."""
     import threading
 
-    from quant_batch.embed import worker
+    from quant_batch.store.output import OutputWriter
 
-    original, lock, written = worker.write_parquet_atomic, threading.Lock(), [0]
+    original, lock, written = OutputWriter.commit, threading.Lock(), [0]
 
-    def write_then_maybe_die(*args, **kwargs):
-        result = original(*args, **kwargs)
-        with lock:
-            written[0] += 1
-            if written[0] >= limit:
-                mark("crash")
-                os._exit(137)
+    def commit_then_maybe_die(self, key, data):
+        result = original(self, key, data)
+        if key.startswith("parts/vectors/"):
+            with lock:
+                written[0] += 1
+                if written[0] >= limit:
+                    mark("crash")
+                    os._exit(137)
         return result
 
-    worker.write_parquet_atomic = write_then_maybe_die
+    OutputWriter.commit = commit_then_maybe_die
 
 
 def install() -> None:
     import pyarrow.parquet as real_pq
 
     import quant_batch.store.catalog as catalog
+    import quant_batch.store.commit as commit
     import quant_batch.store.files as files
     from quant_batch.embed import run
     from quant_batch.render import run as render
@@ -86,6 +88,20 @@ def install() -> None:
 
     files.atomic_path = slow_atomic_path
     run.atomic_path = slow_atomic_path
+    commit.atomic_path = slow_atomic_path  # PNGs and summaries replaced through the commit module
+    original_publish = commit._publish_temp
+
+    def slow_publish(tmp, path, *, exclusive):
+        """Workers commit parts (and PNGs) here: temp file complete, not yet linked into place."""
+        kind = "part-write" if "parts" in Path(path).parts else "file-write"
+        mark(f"+{kind}")
+        try:
+            time.sleep(WRITE_PAUSE)
+            return original_publish(tmp, path, exclusive=exclusive)
+        finally:
+            mark(f"-{kind}")
+
+    commit._publish_temp = slow_publish
 
     class _SlowMetadata:
         """``pq`` for catalog.py: read_metadata runs inside the load transaction, once per part."""
