@@ -61,9 +61,9 @@ class Cluster:
     base_env: dict[str, str]
     procs: list[Proc] = field(default_factory=list)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment of a node (a worker, or the machine that runs ``quant-batch``)."""
-        return {**self.base_env, **extra}
+    def node_env(self, home: Path) -> dict[str, str]:
+        """The environment of another machine whose private folders live under ``home``."""
+        return _node_env(home, **self.base_env)
 
     def live_workers(self) -> int:
         from distributed import Client
@@ -76,11 +76,13 @@ class Cluster:
 
 
 def _node_env(home: Path, **extra: str) -> dict[str, str]:
-    """A clean environment: PATH and the interpreter's basics, never the test process's AWS/PREFECT settings."""
+    """A machine's environment: its own Prefect home and cache under ``home``, nothing of the test process's
+    AWS/PREFECT/QUANT settings."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(
-        PREFECT_HOME=str(home),
+        PREFECT_HOME=str(home / "prefect"),
+        XDG_CACHE_HOME=str(home / "cache"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
         PYTHONUNBUFFERED="1",
@@ -143,14 +145,14 @@ def cluster(emulator_server, tmp_path_factory) -> Iterator[Cluster]:
         stack.callback(lambda: [_stop(p) for p in reversed(procs)])
 
         port = free_port()
-        prefect_home = root / "prefect-server"
-        prefect_home.mkdir()
+        server_home = root / "prefect-server"
+        server_home.mkdir()
         server = _start(
             "prefect-server",
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
             + ["--no-ui", "--no-scheduler", "--no-late-runs"],
-            cwd=prefect_home,
-            env=_node_env(prefect_home),
+            cwd=server_home,
+            env=_node_env(server_home),
             logs=logs,
         )
         procs.append(server)
@@ -186,13 +188,13 @@ def cluster(emulator_server, tmp_path_factory) -> Iterator[Cluster]:
         for i in (1, 2):
             home = root / f"worker-{i}"  # an empty folder: no shared working directory
             home.mkdir()
-            prefect_home = root / f"worker-{i}-prefect"
             w = _start(
                 f"dask-worker-{i}",
                 [str(BIN / "dask"), "worker", address, "--name", f"machine-{i}", "--nworkers", "1"]
-                + ["--nthreads", str(WORKER_THREADS), "--no-dashboard", "--death-timeout", "60"],
+                + ["--nthreads", str(WORKER_THREADS), "--no-dashboard", "--death-timeout", "60"]
+                + ["--local-directory", str(root / f"worker-{i}-private" / "dask")],
                 cwd=home,
-                env=_node_env(prefect_home, **base_env),
+                env=_node_env(root / f"worker-{i}-private", **base_env),
                 logs=logs,
             )
             procs.append(w)
