@@ -103,7 +103,11 @@ class Output:
         if self.root is not None:
             return sorted(p.relative_to(self.root).as_posix() for p in (self.root / folder).glob("*.parquet"))
         pages = boto_client(self.endpoint).get_paginator("list_objects_v2")
-        keys = [o["Key"] for page in pages.paginate(Bucket=BUCKET, Prefix=f"{self.prefix}{folder}/") for o in page.get("Contents", [])]
+        keys = [
+            o["Key"]
+            for page in pages.paginate(Bucket=BUCKET, Prefix=f"{self.prefix}{folder}/")
+            for o in page.get("Contents", [])
+        ]
         return sorted(k[len(self.prefix) :] for k in keys if k.endswith(".parquet") and "/." not in k)
 
     def live_chunks(self, generation: str) -> list[tuple[str, str]]:
