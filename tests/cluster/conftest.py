@@ -57,19 +57,50 @@ class Cluster:
     prefect_api_url: str
     s3_endpoint: str
     scheduler: str
-    workers: list[Proc]
     base_env: dict[str, str]
+    root: Path
     procs: list[Proc] = field(default_factory=list)
+    workers: list[Proc] = field(default_factory=list)
 
     def node_env(self, home: Path) -> dict[str, str]:
         """The environment of another machine whose private folders live under ``home``."""
         return _node_env(home, **self.base_env)
+
+    def start_worker(self, i: int) -> Proc:
+        """``dask worker`` number ``i`` (0-based), in an empty working folder of its own."""
+        name = f"machine-{i + 1}"
+        home = self.root / name  # no shared working directory: a relative path would land here
+        home.mkdir(exist_ok=True)
+        private = self.root / f"{name}-private"
+        proc = _start(
+            f"dask-worker-{i + 1}",
+            [str(BIN / "dask"), "worker", self.scheduler, "--name", name, "--nworkers", "1"]
+            + ["--nthreads", str(WORKER_THREADS), "--no-dashboard", "--death-timeout", "60"]
+            + ["--local-directory", str(private / "dask")],
+            cwd=home,
+            env=self.node_env(private),
+            logs=self.root / "logs",
+        )
+        self.procs.append(proc)
+        if i < len(self.workers):
+            self.workers[i] = proc
+        else:
+            self.workers.append(proc)
+        return proc
 
     def live_workers(self) -> int:
         from distributed import Client
 
         with Client(self.scheduler, timeout=10) as c:
             return len(c.scheduler_info()["workers"])
+
+    def wait_for_workers(self) -> None:
+        """Restart the workers an earlier test killed; return once all of them are registered."""
+        for i, w in enumerate(list(self.workers)):
+            if not w.alive():
+                _stop(w)
+                self.start_worker(i)
+        _wait(f"{len(self.workers)} Dask workers", lambda: self.live_workers() == len(self.workers), self.workers)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs)
@@ -135,7 +166,7 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def cluster(emulator_server, tmp_path_factory) -> Iterator[Cluster]:
+def cluster_session(emulator_server, tmp_path_factory) -> Iterator[Cluster]:
     """Prefect server + moto + Dask scheduler + two Dask workers, each worker in its own empty folder."""
     root = tmp_path_factory.mktemp("cluster")
     logs = root / "logs"
@@ -184,23 +215,16 @@ def cluster(emulator_server, tmp_path_factory) -> Iterator[Cluster]:
             "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": s3,
         }
-        workers = []
-        for i in (1, 2):
-            home = root / f"worker-{i}"  # an empty folder: no shared working directory
-            home.mkdir()
-            w = _start(
-                f"dask-worker-{i}",
-                [str(BIN / "dask"), "worker", address, "--name", f"machine-{i}", "--nworkers", "1"]
-                + ["--nthreads", str(WORKER_THREADS), "--no-dashboard", "--death-timeout", "60"]
-                + ["--local-directory", str(root / f"worker-{i}-private" / "dask")],
-                cwd=home,
-                env=_node_env(root / f"worker-{i}-private", **base_env),
-                logs=logs,
-            )
-            procs.append(w)
-            workers.append(w)
-
+        c = Cluster(api_url, s3, address, base_env, root, procs)
+        for i in range(2):
+            c.start_worker(i)
         _wait("the Prefect server", lambda: _healthy(api_url), [server])
-        c = Cluster(api_url, s3, address, workers, base_env, procs)
-        _wait("two Dask workers", lambda: c.live_workers() == 2, [scheduler, *workers])
+        c.wait_for_workers()
         yield c
+
+
+@pytest.fixture
+def cluster(cluster_session: Cluster) -> Cluster:
+    """The session's cluster with both workers up (a test before may have killed one)."""
+    cluster_session.wait_for_workers()
+    return cluster_session

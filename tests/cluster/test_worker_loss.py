@@ -28,11 +28,11 @@ from quant_batch.hashing import embedding_generation
 from tests.cluster.conftest import BIN, WORKER_THREADS, Cluster
 from tests.s3 import BUCKET, boto_client
 
-DOCS = 300
+DOCS = 240
 PARAGRAPHS = 10
 CHUNKING = {"max_chars": 600, "overlap_chars": 80, "min_chars": 150}
 BATCH_SIZE = 20
-LATENCY = 0.15  # seconds per embedding call: with 8 in flight the run lasts long enough to be hit mid-way
+LATENCY = 0.1  # seconds per embedding call: the run must still be sending when a third of it is done
 RUN_TIMEOUT = 240
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def test_a_dead_worker_changes_nothing_in_the_index(cluster: Cluster, emulator, 
     code, single, err = finish(start_embed(single_cfg, "--no-prefect", env=cluster.node_env(tmp_path), cwd=tmp_path))
     assert code == 0, err
     batches = single["stats"]["batches"]
-    assert single["stats"]["chunks_new"] > 2000 and batches == embedding_calls(emulator)
+    assert single["stats"]["chunks_new"] >= 2000 and batches == embedding_calls(emulator)
 
     emulator.reset()
     emulator.set_faults(latency={"embeddings": LATENCY})
