@@ -32,6 +32,7 @@ SCENARIOS = {
     "search": "benchmarks.search:run",
     "scale": "benchmarks.scale:run",
     "peer": "benchmarks.peer:run",
+    "bucket": "benchmarks.bucket:run",
 }
 REPO = Path(__file__).resolve().parent.parent
 

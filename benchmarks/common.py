@@ -206,7 +206,7 @@ def corpus_config(table: Path, out: Path, concurrency: int) -> Any:
     return parse_config(CorpusConfig, data, source="bench")
 
 
-def corpus_yaml(table: Path, out: Path, concurrency: int, path: Path) -> Path:
+def corpus_yaml(table: Path, out: Path | str, concurrency: int, path: Path) -> Path:
     import yaml
 
     data = {

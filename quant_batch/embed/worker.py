@@ -100,6 +100,11 @@ class _ShardRunner:
         self.budget = budget if budget is not None else Budget(None)
         self.price = price_per_token
         self.out = task.output.open()
+        # parts of this shard committed by an earlier attempt (Dask re-runs a dead worker's
+        # tasks): one listing per shard instead of one check per batch
+        self.committed = self.out.storage.existing(
+            [Layout.vector_part_key(task.generation, task.run_id, b) for b in range(task.first_batch, task.end_batch)]
+        )
         self.result = ShardResult()
         self.errors: list[ErrorRecord] = []
 
@@ -165,7 +170,7 @@ class _ShardRunner:
     def run_batch(self, rows: list[dict], batch_no: int) -> None:
         t = self.task
         key = Layout.vector_part_key(t.generation, t.run_id, batch_no)
-        if self.out.committed(key):  # an earlier attempt of this task did it: do not pay twice
+        if key in self.committed:  # an earlier attempt of this task did it: do not pay twice
             self.result.duplicates_avoided += 1
             return
         estimate = self.price * estimate_tokens(sum(len(r["text"]) for r in rows))

@@ -86,7 +86,8 @@ class Layout:
 
         if self.remote is None:
             return OutputRef(str(self.root.absolute()))
-        return OutputRef(self.remote._location, self.remote._config, str(self.root) if beside else None)
+        location, config = self.remote.reopen_args()
+        return OutputRef(location, config, str(self.root) if beside else None)
 
     def fetch(self, keys: list[str]) -> list[Path]:
         """The local paths of ``keys``, fetching into the working copy those not here yet."""

@@ -77,7 +77,14 @@ class Storage:
         return f"Storage({self.uri!r})"
 
     def __reduce__(self):
-        return (open_storage, (self._location, self._config))
+        return (open_storage, self.reopen_args())
+
+    def reopen_args(self) -> tuple[str, StorageConfig]:
+        """What :func:`open_storage` takes to open this storage again in another process.
+
+        The location may hold a SAS token in its query: pass it on, never print it.
+        """
+        return self._location, self._config
 
     @property
     def is_local(self) -> bool:
@@ -122,6 +129,9 @@ class Storage:
         except Exception as exc:
             if not type(exc).__module__.startswith(("botocore", "boto3")):
                 raise
+            response = getattr(exc, "response", None) or {}
+            if response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                raise ObjectNotFound(f"not found: {where}", uri=where, operation=operation) from None
             raise StorageError(
                 boto_message(exc, operation, where, self._config), uri=where, operation=operation
             ) from None
@@ -140,8 +150,51 @@ class Storage:
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` is a file (one HEAD request on object storage)."""
+        if self.scheme == "s3":
+            # pyarrow follows a missing key's HEAD with a LIST (is it a folder?): two requests
+            from botocore.exceptions import ClientError
+
+            with self._errors("check", key):
+                try:
+                    self._s3().head_object(Bucket=self._bucket, Key=self._object_key(key))
+                except ClientError as exc:
+                    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                        return False
+                    raise
+                return True
         with self._errors("check", key):
             return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
+
+    def existing(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` are files: one listing on S3 for keys that share a prefix (a shard's
+        parts), one check per key elsewhere."""
+        keys = [_check_key(k) for k in keys]
+        if self.scheme != "s3" or len(keys) < 2:
+            return {k for k in keys if self.exists(k)}
+        first, last = min(keys), max(keys)
+        common = os.path.commonprefix([first, last])
+        found: set[str] = set()
+        with self._errors("list", common):
+            pages = (
+                self._s3()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self._bucket, Prefix=self._object_key(common), StartAfter=self._object_key(first)[:-1])
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self._object_key("")) :] if self._object_key("") else obj["Key"]
+                    found.add(key)
+                if found and max(found) >= last:
+                    break
+        return found & set(keys)
+
+    @property
+    def _bucket(self) -> str:
+        return self.root.partition("/")[0]
+
+    def _object_key(self, key: str) -> str:
+        prefix = self.root.partition("/")[2].strip("/")
+        return f"{prefix}/{key}" if prefix and key else (f"{prefix}/" if prefix else key)
 
     def list(
         self,
@@ -190,8 +243,11 @@ class Storage:
 
     def download(self, key: str, dest: Path) -> None:
         """Copy ``key`` to the local file ``dest`` atomically (temp file + rename)."""
-        with self._errors("read", key), self.fs.open_input_stream(self.path(key)) as src:
-            with commit.atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        with self._errors("read", key), commit.atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+            if self.scheme == "s3":  # one GET; pyarrow's input stream sends a HEAD first
+                self._s3().download_fileobj(self._bucket, self._object_key(key), fh)
+                return
+            with self.fs.open_input_stream(self.path(key)) as src:
                 while chunk := src.read(8 << 20):
                     fh.write(chunk)
 
@@ -201,9 +257,8 @@ class Storage:
             # not through pyarrow: it would put an empty "folder/" marker object in its place
             if not self.exists(key):
                 return False
-            bucket, _, prefix = self.root.partition("/")
             with self._errors("delete", key):
-                self._s3().delete_object(Bucket=bucket, Key=f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key)
+                self._s3().delete_object(Bucket=self._bucket, Key=self._object_key(_check_key(key)))
             return True
         try:
             with self._errors("delete", key):

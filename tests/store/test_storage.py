@@ -215,3 +215,12 @@ def test_register_parquet_reads_bucket_parts_in_duckdb(storage: Storage, tmp_pat
     assert con.execute("select count(*) from chunks").fetchall() == [(15,)]
     register_parquet(con, "empty", storage, [], schema=pa.schema([("chunk_id", pa.string())]))
     assert con.execute("select count(*) from empty").fetchall() == [(0,)]
+
+
+def test_existing_finds_a_shards_committed_parts_and_nothing_else(storage):
+    keys = [f"parts/vectors/g1/run-a-{b:06d}.parquet" for b in range(10, 15)]
+    for key in (keys[1], keys[3], "parts/vectors/g1/run-a-000009.parquet", "parts/vectors/g1/run-ab-000011.parquet"):
+        assert storage.commit_once(key, b"part")
+    assert storage.existing(keys) == {keys[1], keys[3]}
+    assert storage.existing(keys[:1]) == set()
+    assert storage.existing([keys[3]]) == {keys[3]}
