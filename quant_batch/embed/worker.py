@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -243,7 +242,11 @@ def embed_shard(
 
 
 def _open_plan(task: ShardTask, out: OutputWriter) -> pq.ParquetFile:
-    """The plan file: here when the worker runs on the planning machine, else from the bucket."""
-    if task.plan_key is None or Path(task.plan_path).exists():
+    """The plan file: from the bucket when the shard may run on another machine, else here.
+
+    A remote worker reads the bucket even when a file of that name exists where it runs: one GET
+    per shard, and a cluster of one machine takes the same path as a cluster of many.
+    """
+    if task.plan_key is None:
         return pq.ParquetFile(task.plan_path)
     return pq.ParquetFile(pa.BufferReader(out.storage.read_bytes(task.plan_key)))
