@@ -11,6 +11,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 
+import pyarrow.parquet as pq
+
 from quant_batch.client import QuantClient
 from quant_batch.client.factory import build_client
 from quant_batch.corpus.sources import require_documents
@@ -194,6 +196,9 @@ class CorpusRun(RunSession):
         else:
             removed, incomplete = self._publish_state()
         totals = sum_results(self.results, ShardResult)
+        if totals.duplicates_avoided:
+            # a worker died: the results it had sent back are lost, its committed parts are not
+            totals.embedded = self._embedded_by_this_run()
         failed = totals.failed + len(plan.errors)
         skipped = totals.batches_skipped + self._refused_batches
         st = plan.stats
@@ -239,6 +244,13 @@ class CorpusRun(RunSession):
                 self.layout.delete(shard.path)
             shard.path.unlink(missing_ok=True)
         return s
+
+    def _embedded_by_this_run(self) -> int:
+        """Chunks in this run's committed vector parts (their footers, not their vectors)."""
+        assert self.plan is not None
+        folder = self.layout.vector_parts(self.plan.generation)
+        mine = [p for p in committed_parquet(folder) if p.name.startswith(f"{self.summary.run_id}-")]
+        return sum(pq.read_metadata(p).num_rows for p in mine)
 
     def _active(self) -> str | None:
         gen = self.catalog.active_generation() if self.catalog else None

@@ -64,6 +64,8 @@ class ShardResult:
     batches_skipped: int = 0
     duplicates_avoided: int = 0
     """Batches found committed by an earlier attempt (not sent again), or whose commit lost to one."""
+    chunks_committed_before: int = 0
+    """Chunks of those batches: done, by an attempt whose own result was lost with its worker."""
     stopped: str | None = None
     """Why this shard stopped sending early: the spend cap, or a run-level failure."""
     halted: str | None = None
@@ -172,6 +174,7 @@ class _ShardRunner:
         key = Layout.vector_part_key(t.generation, t.run_id, batch_no)
         if key in self.committed:  # an earlier attempt of this task did it: do not pay twice
             self.result.duplicates_avoided += 1
+            self.result.chunks_committed_before += len(rows)
             return
         estimate = self.price * estimate_tokens(sum(len(r["text"]) for r in rows))
         if not self.budget.reserve(estimate):
@@ -206,6 +209,7 @@ class _ShardRunner:
         }
         if not self.out.commit(key, parquet_bytes(table, meta, dictionary=("model", "run_id"))):
             self.result.duplicates_avoided += 1  # another attempt committed it first: same chunks
+            self.result.chunks_committed_before += len(good)
             return
         self.result.parts.append(key)
         self.result.embedded += len(good)

@@ -59,7 +59,7 @@ def _run(cfg: CorpusConfig, replay: bool | str) -> dict[str, Any]:
 
         def absorb(result: ShardResult) -> None:
             run.absorb(result)
-            progress.advance(result.embedded + result.failed)
+            progress.advance(result.embedded + result.failed + result.chunks_committed_before)
 
         shards = run.stream(replay=replay)
         if dask:

@@ -167,3 +167,5 @@ def test_a_dead_worker_changes_nothing_in_the_index(cluster: Cluster, emulator, 
     # the batches its first attempt committed, and counts them
     assert batches <= calls <= batches + WORKER_THREADS
     assert summary["stats"]["duplicates_avoided"] >= 0
+    # the dead worker's results are lost with it, its committed parts are not: the summary counts those
+    assert summary["stats"]["embedded"] == len(keys)

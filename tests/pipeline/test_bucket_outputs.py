@@ -116,6 +116,7 @@ def test_a_shard_run_twice_commits_each_batch_once_and_pays_once(bucket, corpus,
             run.absorb(r)
         summary = run.finish()
     assert summary.stats["duplicates_avoided"] == batches
+    assert summary.stats["embedded"] == summary.stats["chunks_new"], "chunks of the lost attempt went uncounted"
     parts = _keys(bucket, "index/parts/vectors/")
     assert len(parts) == len(set(parts)) == batches
 
