@@ -64,6 +64,7 @@ def _uri_kind(uri: str, text_column: str) -> TargetKind:
 
 
 def _columns(suffix: str, fh: TextIO) -> set[str]:
+    """The CSV header, or the keys of the first JSON object of a JSONL file."""
     if suffix == ".csv":
         return set(next(csv.reader(fh), []))
     for line in fh:
@@ -82,15 +83,9 @@ def table_columns(path: Path) -> set[str]:
 
             return set(pq.ParquetFile(path).schema_arrow.names)
         with open(path, encoding="utf-8-sig", newline="") as fh:
-            if suffix == ".csv":
-                return set(next(csv.reader(fh), []))
-            for line in fh:
-                if line.strip():
-                    record = json.loads(line)
-                    return set(record) if isinstance(record, dict) else set()
+            return _columns(suffix, fh)
     except (OSError, ValueError, csv.Error, UnicodeDecodeError):
         return set()  # unreadable: the stage's own reader reports it with the line
-    return set()
 
 
 def _yaml_kind(path: Path) -> TargetKind:
