@@ -109,6 +109,10 @@ def run(s: Settings) -> Outcome:
                 )["wall"],
                 "s",
             )
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = Path(f"/proc/{moto.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        moto_cpu = (int(fields[11]) + int(fields[12])) / ticks
+        out.add("S3 server (moto) CPU over the scenario, on the same 2 cores", moto_cpu, "CPU-s")
     finally:
         moto.terminate()
         moto.wait(10)

@@ -258,8 +258,10 @@ class Storage:
     def download(self, key: str, dest: Path) -> None:
         """Copy ``key`` to the local file ``dest`` atomically (temp file + rename)."""
         with self._errors("read", key), commit.atomic_path(dest) as tmp, open(tmp, "wb") as fh:
-            if self.scheme == "s3":  # one GET; pyarrow's input stream sends a HEAD first
-                self._s3().download_fileobj(self._bucket, self._object_key(key), fh)
+            if self.scheme == "s3":  # one GET: pyarrow's stream and boto3's download_fileobj send a HEAD first
+                body = self._s3().get_object(Bucket=self._bucket, Key=self._object_key(key))["Body"]
+                for chunk in body.iter_chunks(8 << 20):
+                    fh.write(chunk)
                 return
             with self.fs.open_input_stream(self.path(key)) as src:
                 while chunk := src.read(8 << 20):
