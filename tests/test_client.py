@@ -801,7 +801,11 @@ def test_embeddings_are_read_row_by_row_and_match_the_whole_parse(sep, head, tai
         (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"0.5]", b"0.5x]", 1), 2, "not JSON"),
         (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"0.5]", b'"a"]', 1), 2, "numeric lists"),
         (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"], [", b"] [", 1), 2, "not JSON"),  # no comma
-        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"[[", b"[[[", 1).replace(b"]]", b"]]]", 1), 2, "1 vectors for 2 texts"),
+        (
+            _embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"[[", b"[[[", 1).replace(b"]]", b"]]]", 1),
+            2,
+            "1 vectors for 2 texts",
+        ),
         (b'{"data": {"embeddings": [[0.5, 0.5]]}}', 1, "0 vectors for 1 texts"),  # not the top-level key
         (b'{"data": {"embeddings": [[0.5, 0.5]]}, "embeddings": []}', 1, "0 vectors for 1 texts"),
         (_embeddings_body([[0.5, 0.5]]).replace(b'"dimension": 2', b'"dimension": 3'), 1, "dimension 3"),
