@@ -839,24 +839,3 @@ def test_a_nan_vector_still_decodes_through_the_whole_parse():
     body = _embeddings_body([[0.6, 0.8], [0.6, 0.8]]).replace(b"[0.6, 0.8]]", b"[NaN, NaN]]")
     v = embedding_fields(_response(200, body), 2)["vectors"]
     assert np.allclose(v[0], [0.6, 0.8]) and np.isnan(v[1]).all()
-
-
-def test_malloc_arenas_are_capped_unless_the_user_chose(monkeypatch):
-    import platform
-
-    from quant_batch.client._malloc import limit_malloc_arenas
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        assert limit_malloc_arenas() is None
-        return
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    monkeypatch.delenv("QUANT_BATCH_MALLOC_ARENAS", raising=False)
-    assert limit_malloc_arenas() == 2
-    monkeypatch.setenv("QUANT_BATCH_MALLOC_ARENAS", "4")
-    assert limit_malloc_arenas() == 4
-    monkeypatch.setenv("QUANT_BATCH_MALLOC_ARENAS", "0")
-    assert limit_malloc_arenas() is None
-    monkeypatch.setenv("QUANT_BATCH_MALLOC_ARENAS", "lots")
-    assert limit_malloc_arenas() == 2
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")
-    assert limit_malloc_arenas() is None

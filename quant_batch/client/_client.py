@@ -28,7 +28,6 @@ from ._errors import (
     scrub,
     unreachable_error,
 )
-from ._malloc import limit_malloc_arenas
 from ._parse import chat_fields, embedding_fields, image_fields
 from ._retry import RetryPolicy, build_retrying
 from ._sse import StreamError, stream_events
@@ -123,8 +122,6 @@ class QuantClient:
         self._answered = False  # any HTTP answer at all, whatever its status
         self._connect_failures = 0
         self._lock = threading.Lock()
-        if pool_size > 1:
-            limit_malloc_arenas()  # before the worker threads that share this client first allocate
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
