@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import orjson
 import requests
-from PIL import Image, UnidentifiedImageError
 
 from quant_batch.errors import BadResponse, ContentBlocked
 
@@ -165,6 +164,8 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 
 def _image(value: Any) -> bytes:
     """Base64 to bytes that decode as a whole PNG or JPEG, so no caller ever stores garbage."""
+    from PIL import Image, UnidentifiedImageError  # only image answers need it: not on embed's first call
+
     data = _b64(value)
     try:
         with Image.open(io.BytesIO(data)) as im:
