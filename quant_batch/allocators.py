@@ -5,9 +5,14 @@ batch. With the allocators' defaults every thread grows heaps of its own that ke
 high-water marks: glibc makes up to 8 arenas per core, and Arrow's mimalloc pool per-thread
 pages. Measured on the scale scenario (docs/benchmarks.md, 2 December), Arrow on the system
 allocator and two glibc arenas take a 20k-chunk run from 510 to about 210 MB peak RSS, at no
-measurable CPU cost. Both are process-wide, so they are set once, early, by the CLI and the
-Python API's run functions; a user's own ``MALLOC_ARENA_MAX`` or ``ARROW_DEFAULT_MEMORY_POOL``
-always wins, and ``QUANT_BATCH_MALLOC_ARENAS=0`` leaves glibc alone.
+measurable CPU cost.
+
+Both are process-wide and only work fully when set before pyarrow loads (Arrow reads
+``ARROW_DEFAULT_MEMORY_POOL`` once, when it starts) and before worker threads allocate, so
+``import quant_batch`` sets them; the API's run functions set them again for a process that
+loaded pyarrow first (then only pyarrow's own allocations move: the 100k run above peaks at
+350 MB instead of 440 MB, against 210 MB when set first). A user's own ``MALLOC_ARENA_MAX`` or
+``ARROW_DEFAULT_MEMORY_POOL`` always wins, and ``QUANT_BATCH_MALLOC_ARENAS=0`` leaves glibc alone.
 """
 
 from __future__ import annotations

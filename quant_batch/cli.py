@@ -117,9 +117,6 @@ def _main(
     ] = False,
 ) -> None:
     """Batch embeddings and image rendering on the QuantCDN AI Inference API."""
-    from quant_batch.allocators import tune_allocators
-
-    tune_allocators()  # before a command loads pyarrow or starts its threads
 
 
 _PREFECT_HELP = "Run the Prefect flow (--prefect) or in-process (--no-prefect); default: Prefect only if a Prefect API is configured."

@@ -40,12 +40,11 @@ def _pool_backend_after(code: str, **env: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def test_the_cli_puts_arrow_on_the_system_allocator_before_pyarrow_loads():
-    # the CLI's callback runs before every command; ``runs --help`` loads no pyarrow itself
-    run_cli = "from quant_batch.cli import app\nfrom typer.testing import CliRunner\nCliRunner().invoke(app, ['runs', '--help'])"
+def test_importing_quant_batch_puts_arrow_on_the_system_allocator_before_pyarrow_loads():
     assert _pool_backend_after("pass") == "mimalloc"  # pyarrow's own default here
-    assert _pool_backend_after(run_cli) == "system"
-    assert _pool_backend_after(run_cli, ARROW_DEFAULT_MEMORY_POOL="jemalloc") == "jemalloc"  # the user's choice
+    assert _pool_backend_after("import quant_batch") == "system"
+    assert _pool_backend_after("import quant_batch.cli") == "system"  # the CLI, through the package
+    assert _pool_backend_after("import quant_batch", ARROW_DEFAULT_MEMORY_POOL="jemalloc") == "jemalloc"  # the user's
 
 
 def test_a_process_that_loaded_pyarrow_already_switches_its_pool(monkeypatch):
