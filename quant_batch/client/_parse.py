@@ -87,12 +87,18 @@ def _vectors_by_row(content: bytes, n: int) -> tuple[dict[str, Any], np.ndarray]
     (and falls back); the body around the array is parsed with the array cut out.
     """
     start = _ARRAY_START.search(content)
-    if start is None or n < 1 or content.count(_KEY) != 1:
+    if start is None or n < 1:
         return None
     try:
         vectors, end = _rows(content, start.end(), n)
-        body = orjson.loads(content[: start.start()] + b'"embeddings":[]' + content[end:])
     except (orjson.JSONDecodeError, ValueError, TypeError, IndexError):
+        return None
+    head, tail = content[: start.start()], content[end:]
+    if _KEY in head or _KEY in tail:
+        return None  # a second "embeddings" (nested, or a duplicate key): only the strict path decides
+    try:
+        body = orjson.loads(head + b'"embeddings":[]' + tail)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(body, dict) or body.get("embeddings") != []:
         return None  # the key was not the top-level one

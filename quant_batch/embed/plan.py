@@ -223,6 +223,8 @@ class _PendingKeys:
         p = int(key[:16], 16)
         if p in self._recent:
             return True
+        if not len(self._sorted):
+            return False
         i = int(np.searchsorted(self._sorted, np.uint64(p)))
         return i < len(self._sorted) and int(self._sorted[i]) == p
 
