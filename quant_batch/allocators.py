@@ -10,8 +10,8 @@ measurable CPU cost.
 Both are process-wide and only work fully when set before pyarrow loads (Arrow reads
 ``ARROW_DEFAULT_MEMORY_POOL`` once, when it starts) and before worker threads allocate, so
 ``import quant_batch`` sets them; the API's run functions set them again for a process that
-loaded pyarrow first (then only pyarrow's own allocations move: the 100k run above peaks at
-350 MB instead of 440 MB, against 210 MB when set first). A user's own ``MALLOC_ARENA_MAX`` or
+loaded pyarrow first (then only pyarrow's own allocations move: a 100k run holds 354 MB just
+before publishing instead of 443 MB, against 208 MB when set first). A user's own ``MALLOC_ARENA_MAX`` or
 ``ARROW_DEFAULT_MEMORY_POOL`` always wins, and ``QUANT_BATCH_MALLOC_ARENAS=0`` leaves glibc alone.
 """
 
