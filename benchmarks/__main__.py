@@ -2,7 +2,7 @@
 
 Each scenario runs in a fresh Python process (``--child``), so CPU time, peak RSS and imports
 (Prefect) stay per scenario. Scenarios: embed, micro, sdk, requests, prefect, memory, rerun,
-images, search, peer.
+images, search, peer, firstcall.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from benchmarks.common import Outcome, Settings
 
 SCENARIOS = {
     "embed": "benchmarks.embed_corpus:run",
+    "firstcall": "benchmarks.first_call:run",
     "micro": "benchmarks.micro:run",
     "sdk": "benchmarks.baselines:run_sdk",
     "requests": "benchmarks.baselines:run_requests",

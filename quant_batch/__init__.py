@@ -20,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from quant_batch import allocators as _allocators
 from quant_batch.errors import (
     ApiError,
     AuthError,
@@ -37,6 +38,9 @@ from quant_batch.errors import (
     Timeout,
     TransientError,
 )
+
+# before anything of ours loads pyarrow or starts a thread: see the module's docstring
+_allocators.tune_allocators()
 
 if TYPE_CHECKING:
     from quant_batch.api import embed, enrich, plan, render, search

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quant_batch.allocators import tune_allocators
 from quant_batch.runs.runner import choose_runner, running_under
 from quant_batch.runs.summary import RunSummary
 
@@ -60,6 +61,7 @@ def embed(
     """
     from quant_batch.embed.config import resolve_corpus_config
 
+    tune_allocators()  # process-wide: peak memory that follows the data, not the threads
     overrides = _clean(out=out, **overrides)
     cfg = resolve_corpus_config(target, id_column=id_column, text_column=text_column, **overrides)
     if choose_runner(prefect, task_runner=cfg.task_runner, dask_address=cfg.dask_address) == "prefect":
@@ -102,6 +104,7 @@ def render(
     """
     from quant_batch.render.config import resolve_render_config
 
+    tune_allocators()  # process-wide: peak memory that follows the data, not the threads
     overrides = _clean(out=out, **overrides)
     cfg = resolve_render_config(target, **overrides)
     if choose_runner(prefect) == "prefect":
@@ -138,6 +141,7 @@ def enrich(
     """
     from quant_batch.enrich.config import load_enrich_config
 
+    tune_allocators()  # process-wide: peak memory that follows the data, not the threads
     overrides = _clean(**overrides)
     cfg = load_enrich_config(Path(config), **overrides)
     if choose_runner(prefect) == "prefect":

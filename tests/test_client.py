@@ -756,3 +756,86 @@ def test_image_bytes_that_are_not_a_whole_png_or_jpeg_are_a_bad_response(data):
     assert isinstance(info.value, TransientError)  # retried, and a retryable error row
     ok = image_fields(_response(200, b'{"images": ["' + b64encode(_png("JPEG")) + b'"]}'))
     assert ok["images"][0][:2] == b"\xff\xd8"
+
+
+# --- embeddings answers decoded row by row -----------------------------------------------------
+
+
+def _embeddings_body(rows: list[list[float]], *, sep: bytes = b", ", head: bytes = b"", tail: bytes = b"") -> bytes:
+    array = b"[" + sep.join(b"[" + sep.join(repr(x).encode() for x in r) + b"]" for r in rows) + b"]"
+    usage = b'"usage": {"inputTokens": 7, "totalTokens": 7}'
+    return b"{" + head + b'"embeddings": ' + array + b', "dimension": %d, ' % len(rows[0]) + usage + tail + b"}"
+
+
+@pytest.mark.parametrize(
+    "sep, head, tail",
+    [
+        (b",", b"", b""),
+        (b", ", b'"model": "amazon.titan-embed-text-v2:0", ', b""),
+        (b",\n    ", b"", b', "model": "amazon.titan-embed-text-v2:0"'),
+    ],
+    ids=["compact", "spaces", "pretty-printed"],
+)
+def test_embeddings_are_read_row_by_row_and_match_the_whole_parse(sep, head, tail):
+    from quant_batch.client._parse import _vectors_by_row, _vectors_whole, embedding_fields
+
+    rows = np.random.default_rng(1).standard_normal((3, 8)).tolist()
+    resp = _response(200, _embeddings_body(rows, sep=sep, head=head, tail=tail))
+    fast = _vectors_by_row(resp.content, 3)
+    assert fast is not None  # the plain shape never builds a whole answer of Python floats
+    body, vectors = fast
+    whole_body, whole = _vectors_whole(resp, 3)
+    assert vectors.dtype == np.float32 and vectors.flags.c_contiguous and np.array_equal(vectors, whole)
+    assert body == {**whole_body, "embeddings": []}
+    fields = embedding_fields(resp, 3)
+    assert fields["dimension"] == 8 and fields["usage"].input_tokens == 7 and np.array_equal(fields["vectors"], whole)
+
+
+@pytest.mark.parametrize(
+    "body, n, match",
+    [
+        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]])[:-30], 2, "not JSON"),  # cut off
+        (_embeddings_body([[0.5, 0.5], [0.5]]), 2, "numeric lists"),  # ragged
+        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]), 3, "2 vectors for 3 texts"),
+        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]), 1, "2 vectors for 1 texts"),
+        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"0.5]", b"0.5x]", 1), 2, "not JSON"),
+        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"0.5]", b'"a"]', 1), 2, "numeric lists"),
+        (_embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"], [", b"] [", 1), 2, "not JSON"),  # no comma
+        (
+            _embeddings_body([[0.5, 0.5], [0.5, 0.5]]).replace(b"[[", b"[[[", 1).replace(b"]]", b"]]]", 1),
+            2,
+            "1 vectors for 2 texts",
+        ),
+        (b'{"data": {"embeddings": [[0.5, 0.5]]}}', 1, "0 vectors for 1 texts"),  # not the top-level key
+        (b'{"data": {"embeddings": [[0.5, 0.5]]}, "embeddings": []}', 1, "0 vectors for 1 texts"),
+        (_embeddings_body([[0.5, 0.5]]).replace(b'"dimension": 2', b'"dimension": 3'), 1, "dimension 3"),
+    ],
+    ids=[
+        "cut-off",
+        "ragged",
+        "too-few",
+        "too-many",
+        "bad-number",
+        "string",
+        "no-comma",
+        "nested",
+        "nested-key",
+        "nested-key-beside-empty",
+        "wrong-dimension",
+    ],
+)
+def test_malformed_embeddings_answers_are_still_a_bad_response(body, n, match):
+    from quant_batch.client._parse import embedding_fields
+    from quant_batch.errors import BadResponse
+
+    with pytest.raises(BadResponse, match=match) as info:
+        embedding_fields(_response(200, body), n)
+    assert isinstance(info.value, TransientError)
+
+
+def test_a_nan_vector_still_decodes_through_the_whole_parse():
+    from quant_batch.client._parse import embedding_fields
+
+    body = _embeddings_body([[0.6, 0.8], [0.6, 0.8]]).replace(b"[0.6, 0.8]]", b"[NaN, NaN]]")
+    v = embedding_fields(_response(200, body), 2)["vectors"]
+    assert np.allclose(v[0], [0.6, 0.8]) and np.isnan(v[1]).all()

@@ -100,3 +100,21 @@ def test_lazy_prefect_list_is_current():
         assert any(n == "prefect" or n.startswith("prefect.") for n in names), (
             f"{rel} no longer imports prefect; drop it from LAZY_PREFECT"
         )
+
+
+def _loaded_after(code: str, names: tuple[str, ...]) -> set[str]:
+    import subprocess
+    import sys
+
+    probe = f"{code}\nimport sys\nprint(' '.join(n for n in {names!r} if n in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_an_embed_run_loads_nothing_it_does_not_need_before_its_first_call():
+    # the CLI's own import stays light (and loads no pyarrow, so quant_batch.allocators can still
+    # choose Arrow's pool); an embed run's modules load no image library
+    heavy = ("pyarrow", "duckdb", "prefect", "PIL", "numpy")
+    assert _loaded_after("import quant_batch.cli", heavy) == set()
+    embed_path = "import quant_batch.cli, quant_batch.api, quant_batch.embed.run, quant_batch.client.factory"
+    assert "PIL" not in _loaded_after(embed_path, heavy)

@@ -4,6 +4,12 @@ A success whose body does not fit its schema (not JSON, wrong vector count, ragg
 images, image bytes that are not a whole PNG/JPEG) raises ``BadResponse``: the service
 misbehaved, and resending may well work. Content moderation on a 200 (every image blocked)
 raises ``ContentBlocked``.
+
+Embeddings answers are read one vector at a time (``_vectors_by_row``): each ``[...]`` of the
+``embeddings`` array is parsed on its own straight into its float32 row, so a thread never holds
+a whole answer's 100,000 Python floats (3 MB, against 0.4 MB of float32), and the rest of the
+body is parsed without the array. Anything that path does not expect falls back to parsing the
+whole body, which keeps every check and message of the strict path.
 """
 
 from __future__ import annotations
@@ -12,12 +18,12 @@ import base64
 import binascii
 import io
 import json
+import re
 from typing import Any
 
 import numpy as np
 import orjson
 import requests
-from PIL import Image, UnidentifiedImageError
 
 from quant_batch.errors import BadResponse, ContentBlocked
 
@@ -41,13 +47,11 @@ def _json(resp: requests.Response, endpoint: str) -> Any:
 
 
 def embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
-    body = _json(resp, "embeddings")
-    if not isinstance(body, dict):
-        raise BadResponse("embeddings: answer is not a JSON object", status=resp.status_code, endpoint="embeddings")
-    raw = body.get("embeddings")
-    if n == 1 and isinstance(raw, list) and raw and not isinstance(raw[0], list):
-        raw = [raw]  # the single-vector form, should a server collapse a one-item batch
-    vectors = _as_matrix(raw, n)
+    fast = _vectors_by_row(resp.content, n)
+    if fast is not None:
+        body, vectors = fast
+    else:
+        body, vectors = _vectors_whole(resp, n)
     dim = body.get("dimension") if isinstance(body.get("dimension"), int) else vectors.shape[1]
     if vectors.shape[1] != dim:
         raise BadResponse(
@@ -57,6 +61,74 @@ def embedding_fields(resp: requests.Response, n: int) -> dict[str, Any]:
         )
     usage = Usage.from_body(body.get("usage"))
     return dict(vectors=vectors, model=str(body.get("model") or ""), dimension=dim, usage=usage)
+
+
+def _vectors_whole(resp: requests.Response, n: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The strict path: the whole body parsed at once, every malformation a ``BadResponse``."""
+    body = _json(resp, "embeddings")
+    if not isinstance(body, dict):
+        raise BadResponse("embeddings: answer is not a JSON object", status=resp.status_code, endpoint="embeddings")
+    raw = body.get("embeddings")
+    if n == 1 and isinstance(raw, list) and raw and not isinstance(raw[0], list):
+        raw = [raw]  # the single-vector form, should a server collapse a one-item batch
+    return body, _as_matrix(raw, n)
+
+
+_KEY = b'"embeddings"'
+_ARRAY_START = re.compile(rb'"embeddings"[ \t\n\r]*:[ \t\n\r]*\[')
+_SPACE = re.compile(rb"[ \t\n\r]*")
+
+
+def _vectors_by_row(content: bytes, n: int) -> tuple[dict[str, Any], np.ndarray] | None:
+    """The body and its ``(n, dim)`` float32 vectors, or None for anything but the plain shape.
+
+    Plain shape: one ``"embeddings"`` key, at the top level, holding ``n`` arrays of numbers of
+    one length. Each row is its own strict ``orjson`` parse, so a malformed number still fails
+    (and falls back); the body around the array is parsed with the array cut out.
+    """
+    start = _ARRAY_START.search(content)
+    if start is None or n < 1:
+        return None
+    try:
+        vectors, end = _rows(content, start.end(), n)
+    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError):
+        return None
+    head, tail = content[: start.start()], content[end:]
+    if _KEY in head or _KEY in tail:
+        return None  # a second "embeddings" (nested, or a duplicate key): only the strict path decides
+    try:
+        body = orjson.loads(head + b'"embeddings":[]' + tail)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict) or body.get("embeddings") != []:
+        return None  # the key was not the top-level one
+    return body, vectors
+
+
+def _rows(content: bytes, pos: int, n: int) -> tuple[np.ndarray, int]:
+    """Parse the array's rows from just after its ``[``; returns them and the offset past its ``]``.
+
+    Raises ValueError (or orjson's error) on anything else: a row too many or too few, ragged or
+    nested rows, a missing comma.
+    """
+    vectors: np.ndarray | None = None
+    for i in range(n):
+        pos = _SPACE.match(content, pos).end()  # type: ignore[union-attr]  # matches empty too
+        if content[pos : pos + 1] != b"[":
+            raise ValueError("not a row")
+        end = content.index(b"]", pos) + 1  # rows hold numbers only: the first ] closes the row
+        row = orjson.loads(content[pos:end])
+        if vectors is None:
+            vectors = np.empty((n, len(row)), dtype=np.float32)
+        if not row or len(row) != vectors.shape[1]:
+            raise ValueError("ragged rows")
+        vectors[i] = row
+        pos = _SPACE.match(content, end).end()  # type: ignore[union-attr]
+        if content[pos : pos + 1] != (b"," if i < n - 1 else b"]"):
+            raise ValueError("rows do not match the batch")
+        pos += 1
+    assert vectors is not None  # n >= 1
+    return vectors, pos
 
 
 def _as_matrix(raw: Any, n: int) -> np.ndarray:
@@ -98,6 +170,8 @@ IMAGE_FORMATS = ("PNG", "JPEG")
 
 def _image(value: Any) -> bytes:
     """Base64 to bytes that decode as a whole PNG or JPEG, so no caller ever stores garbage."""
+    from PIL import Image, UnidentifiedImageError  # only image answers need it: not on embed's first call
+
     data = _b64(value)
     try:
         with Image.open(io.BytesIO(data)) as im:

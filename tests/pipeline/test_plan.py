@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from quant_batch.embed.run import run_corpus
 from quant_batch.query.estimate import plan_corpus_dry
 from tests.pipeline.conftest import api_calls, corpus_config
@@ -26,3 +28,19 @@ def test_plan_matches_the_run_and_sends_nothing(corpus, tmp_path, client, emulat
     for key in ("chunks_new", "chunks_unchanged", "chunks_removed", "chunks_total"):
         assert after_edit[key] == second.stats[key], key
     assert after_edit["requests"] == second.api_calls == 1
+
+
+def test_pending_keys_find_every_key_before_and_after_folding_into_the_sorted_array():
+    import hashlib
+
+    from quant_batch.embed.plan import _PendingKeys
+
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(11)]
+    pending = _PendingKeys(merge_every=4)
+    for i, k in enumerate(keys[:10]):
+        assert k not in pending
+        pending.add(k)
+        assert k in pending and all(seen in pending for seen in keys[: i + 1])
+    assert len(pending) == 10 and keys[10] not in pending
+    # ten keys, folded every four: only the last two are still Python ints
+    assert len(pending._recent) == 2 and pending._sorted.dtype == np.uint64 and len(pending._sorted) == 8
