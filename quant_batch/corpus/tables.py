@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from quant_batch.compact import U64Map, text_hash
 from quant_batch.corpus.documents import Document, DocumentError, _describe, _document
 from quant_batch.errors import InputError
 from quant_batch.store.location import display, is_uri
@@ -63,7 +64,7 @@ def iter_table(
     readers = {".csv": _csv_rows, ".parquet": _parquet_rows}
     wanted = (id_column, text_column, *metadata_columns)
     rows = readers.get(suffix, _jsonl_rows)(source, rel, wanted)
-    seen: dict[str, int] = {}
+    seen = U64Map()  # row id hash → first line: 16 bytes a row, not a dict of strings
     for row in rows:
         yield row if isinstance(row, DocumentError) else _row_document(rel, row, seen, text_column, metadata_columns)
 
@@ -80,20 +81,17 @@ def _relative(path: Path, root: Path | None) -> str:
     return resolved.relative_to(base).as_posix()
 
 
-def _row_document(rel: str, row: tuple, seen: dict[str, int], text_column: str, meta_columns: Sequence[str] = ()):
+def _row_document(rel: str, row: tuple, seen: U64Map, text_column: str, meta_columns: Sequence[str] = ()):
     line, raw_id, raw_text, *meta = row
     row_id = _cell_str(raw_id).strip()
     if not row_id:
         return DocumentError(rel, "empty id; give every row an id", line=line)
     doc_id = f"{rel}#{row_id}"
-    if row_id in seen:
+    first = seen.setdefault(text_hash(row_id), line or 0)
+    if first != (line or 0):
         return DocumentError(
-            rel,
-            f"duplicate id {row_id!r} (first on line {seen[row_id]}); ids must be unique",
-            line=line,
-            doc_id=doc_id,
+            rel, f"duplicate id {row_id!r} (first on line {first}); ids must be unique", line=line, doc_id=doc_id
         )
-    seen[row_id] = line
     if raw_text is not None and not isinstance(raw_text, str):
         message = f"column {text_column!r} holds {type(raw_text).__name__}, not text"
         return DocumentError(rel, message, line=line, doc_id=doc_id)

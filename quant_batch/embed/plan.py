@@ -13,10 +13,10 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from quant_batch.compact import U64Map, hex_prefix
 from quant_batch.corpus.chunking import iter_chunks
 from quant_batch.corpus.readers import Document, DocumentError
 from quant_batch.corpus.sources import iter_sources
@@ -205,40 +205,6 @@ class _Batcher:
         self._close_shard()
 
 
-class _PendingKeys:
-    """The keys sent in this run, 8 bytes each: a chunk repeated across documents is sent once.
-
-    Keys are compared by their first 64 bits, as the ledger's ``KeySet`` does (same collision
-    odds, about 3·10⁻⁸ for a million keys, written down in ``store/keys.py``). Recent keys sit in
-    a small set of ints; every ``merge_every`` of them are folded into one sorted ``uint64``
-    array, so a million pending keys cost 8 MB instead of ~150 MB of Python strings.
-    """
-
-    def __init__(self, merge_every: int = 1 << 16):
-        self._sorted = np.empty(0, np.uint64)
-        self._recent: set[int] = set()
-        self._merge_every = merge_every
-
-    def __contains__(self, key: str) -> bool:
-        p = int(key[:16], 16)
-        if p in self._recent:
-            return True
-        if not len(self._sorted):
-            return False
-        i = int(np.searchsorted(self._sorted, np.uint64(p)))
-        return i < len(self._sorted) and int(self._sorted[i]) == p
-
-    def add(self, key: str) -> None:
-        self._recent.add(int(key[:16], 16))
-        if len(self._recent) >= self._merge_every:
-            recent = np.fromiter(self._recent, np.uint64, len(self._recent))
-            self._sorted = np.union1d(self._sorted, recent)
-            self._recent.clear()
-
-    def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
-
-
 def _previous_documents(layout: Layout, generation: str) -> dict[str, tuple[str, str, str, int]]:
     """doc_id → (content_hash, chunker, status, chunks) from the last finished run of this space."""
     path = layout.documents(generation)
@@ -281,7 +247,8 @@ class _DocumentPlanner:
             on_shard=on_shard,
         )
         plan.batch_chars = self.batcher.batch_chars  # the same list: filled while shards are handed over
-        self.pending_keys = _PendingKeys()
+        # the keys sent in this run (a chunk repeated across documents is sent once), 16 bytes each
+        self.pending_keys = U64Map()
 
     def add(self, item: Document | DocumentError) -> None:
         stats = self.plan.stats
@@ -373,12 +340,12 @@ class _DocumentPlanner:
             stats.chunks_total += 1
             if key in self.done:
                 stats.chunks_unchanged += 1
-            elif key in self.pending_keys:
+            elif hex_prefix(key) in self.pending_keys:
                 stats.chunks_duplicate += 1
             elif key in self.dead:
                 stats.chunks_skipped_dead += 1
             else:
-                self.pending_keys.add(key)
+                self.pending_keys.setdefault(hex_prefix(key), 0)
                 stats.chunks_pending += 1
                 stats.pending_chars += len(embedded)
                 self.batcher.add(

@@ -35,13 +35,13 @@ def list_errors(out: str | Path, run: str | None = None) -> list[dict[str, Any]]
     Parquet row, else None), ``doc_id``, ``status`` (HTTP status or None), ``kind``,
     ``retryable`` (transient: the next normal run retries it), ``message`` and ``created_at``.
     """
-    import duckdb
+    from quant_batch.store.catalog import memory_db
 
     files = [str(p) for p in committed_parquet(open_output(out, pull=True).error_parts)]
     if not files:
         return []
     sql = f"SELECT {', '.join(COLUMNS)} FROM read_parquet(?) {'WHERE run_id = ?' if run else ''} ORDER BY created_at, error_id"
-    with duckdb.connect(":memory:") as con:
+    with memory_db() as con:
         cur = con.execute(sql, [files, run] if run else [files])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quant_batch.runs.summary import list_runs
-from quant_batch.store.catalog import MEMORY_LIMIT
+from quant_batch.store.catalog import memory_db
 from quant_batch.store.files import committed_parquet
 from quant_batch.store.layout import open_output
 from quant_batch.store.records import ERROR_SCHEMA
@@ -50,7 +50,7 @@ class Snapshot:
         # a bucket output is read from its working copy, brought up to date here
         self.layout = open_output(out, pull=True)
         self.generation: dict[str, Any] | None = self.layout.active_generation()
-        self._con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+        self._con = memory_db()
         self._vectors_ready = False
         self._views()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,7 +30,19 @@ import pyarrow.parquet as pq
 from quant_batch.errors import LockError
 from quant_batch.store.layout import Layout
 
-MEMORY_LIMIT = os.environ.get("QUANT_BATCH_DUCKDB_MEMORY", "512MB")
+MEMORY_LIMIT = os.environ.get("QUANT_BATCH_DUCKDB_MEMORY", "256MB")
+
+
+def memory_db() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for set operations over Parquet files, bounded like the catalog.
+
+    Its spill folder is the system temp folder: DuckDB's default, ``.tmp`` in the working
+    directory, would leave a folder behind in whatever folder the user ran a command from.
+    """
+    spill = Path(tempfile.gettempdir()) / "quant-batch-duckdb"
+    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill)})
+
+
 _SAFE_IDENT = re.compile(r"^[a-z0-9_]+$")
 
 _DDL = """

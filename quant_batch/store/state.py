@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from quant_batch.store.catalog import MEMORY_LIMIT
+from quant_batch.store.catalog import memory_db
 from quant_batch.store.files import atomic_path, committed_parquet
 from quant_batch.store.layout import Layout
 
@@ -35,7 +35,7 @@ class Published:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
+    return memory_db()
 
 
 def _load_carry(con: duckdb.DuckDBPyConnection, doc_ids: Collection[str]) -> None:

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from quant_batch.query.search import Hit, build_matrix, filter_sql
 from quant_batch.render.run import IMAGE_SCHEMA
 from quant_batch.runs.summary import list_runs
+from quant_batch.store.catalog import memory_db
 from quant_batch.store.files import committed_parquet
 from quant_batch.store.layout import open_output
 from quant_batch.store.location import is_uri
@@ -72,7 +72,7 @@ class OutputData:
         self.name = name
         self._pulled = 0.0
         self.cache = self.root / CACHE_DIR
-        self.con = duckdb.connect(config={"memory_limit": "512MB"})
+        self.con = memory_db()
         self.con.execute("SET enable_progress_bar = false")
         self.lock = threading.RLock()
         self._loaded: dict[str, set[str]] = {"image_renders": set(), "errors": set()}

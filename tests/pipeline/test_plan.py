@@ -30,17 +30,17 @@ def test_plan_matches_the_run_and_sends_nothing(corpus, tmp_path, client, emulat
     assert after_edit["requests"] == second.api_calls == 1
 
 
-def test_pending_keys_find_every_key_before_and_after_folding_into_the_sorted_array():
+def test_compact_map_finds_every_key_before_and_after_folding_into_the_sorted_arrays():
     import hashlib
 
-    from quant_batch.embed.plan import _PendingKeys
+    from quant_batch.compact import U64Map, hex_prefix
 
-    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(11)]
-    pending = _PendingKeys(merge_every=4)
+    keys = [hex_prefix(hashlib.sha256(str(i).encode()).hexdigest()) for i in range(11)]
+    seen = U64Map(merge_every=4)
     for i, k in enumerate(keys[:10]):
-        assert k not in pending
-        pending.add(k)
-        assert k in pending and all(seen in pending for seen in keys[: i + 1])
-    assert len(pending) == 10 and keys[10] not in pending
+        assert k not in seen
+        assert seen.setdefault(k, i) == i and seen.setdefault(k, 99) == i
+        assert all(seen.get(old) == j for j, old in enumerate(keys[: i + 1]))
+    assert len(seen) == 10 and keys[10] not in seen
     # ten keys, folded every four: only the last two are still Python ints
-    assert len(pending._recent) == 2 and pending._sorted.dtype == np.uint64 and len(pending._sorted) == 8
+    assert len(seen._recent) == 2 and seen._keys.dtype == np.uint64 and len(seen._keys) == 8
