@@ -40,7 +40,11 @@ def memory_db() -> duckdb.DuckDBPyConnection:
     directory, would leave a folder behind in whatever folder the user ran a command from.
     """
     spill = Path(tempfile.gettempdir()) / "quant-batch-duckdb"
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill)})
+    # no implicit order: every query that needs one says ORDER BY, and keeping insertion order
+    # makes a streamed join (the search matrix build) buffer its whole result
+    return duckdb.connect(
+        config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill), "preserve_insertion_order": False}
+    )
 
 
 _SAFE_IDENT = re.compile(r"^[a-z0-9_]+$")
