@@ -260,6 +260,7 @@ class CorpusRun(RunSession):
         """Publish the new live index; switch the vector space when it is complete. Returns (removed, incomplete)."""
         plan, cfg = self.plan, self.config
         assert plan is not None
+        self.check_still_owner()
         try:
             pub = state.publish(
                 self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.carry_doc_ids

@@ -41,6 +41,11 @@ class RunSession:
         self.lease = BucketLease(remote, self.summary.run_id, wait_seconds=lock_wait) if remote else None
         self.catalog: Catalog | None = None
 
+    def check_still_owner(self) -> None:
+        """Before publishing: refuse when a bucket output's lease may have passed to another run."""
+        if self.lease is not None:
+            self.lease.check()
+
     def save_summary(self) -> None:
         """Write the run summary (and send it to the bucket of a bucket output)."""
         self.layout.replace(self.layout.runs / f"{self.summary.run_id}.json", self.summary.to_json())

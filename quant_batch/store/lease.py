@@ -37,6 +37,8 @@ class BucketLease:
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._renewed = 0.0
+        self._lost: str | None = None
 
     def _body(self) -> bytes:
         holder = {
@@ -76,15 +78,35 @@ class BucketLease:
                     f"lapses within {left} s) or use another output"
                 )
             time.sleep(self.poll)
+        self._renewed = time.monotonic()
         self._renewer = threading.Thread(target=self._renew, name="quant-batch-lease", daemon=True)
         self._renewer.start()
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 4):
             try:
+                held = self._current()
+                if held is None or held.get("token") != self.token:
+                    self._lost = "another run took the output over"
+                    return  # never overwrite the new holder's lease
                 self.storage.replace(KEY, self._body())
+                self._renewed = time.monotonic()
             except Exception:  # a blip: the next renewal tries again well before the lease lapses
                 continue
+
+    def check(self) -> None:
+        """Raise :class:`LockError` if this run may no longer hold the output (call before publishing).
+
+        A lease not renewed for most of its life may have lapsed and been taken by another run;
+        publishing then could interleave two writers, so the run stops instead (its committed
+        parts stay, and the next run publishes them).
+        """
+        if self._renewer is None:
+            return
+        if self._lost is None and time.monotonic() - self._renewed > self.ttl * 0.75:
+            self._lost = f"its lease was not renewed for {time.monotonic() - self._renewed:.0f} s"
+        if self._lost is not None:
+            raise LockError(f"{self.storage.uri}: stopped before publishing: {self._lost}")
 
     def release(self) -> None:
         if self._renewer is None:

@@ -181,3 +181,23 @@ def test_the_storage_block_alone_points_a_run_at_the_server(bucket, corpus, monk
     )
     assert summary.status == "completed" and summary.stats["documents"] == 3
     assert any(k.startswith("index/state/index-") for k in _keys(bucket))
+
+
+def test_a_run_whose_lease_was_taken_over_refuses_to_publish(bucket):
+    from quant_batch.store.lease import BucketLease
+
+    storage = open_storage(URI)
+    lease = BucketLease(storage, "embed-mine", ttl=0.4)
+    lease.acquire()
+    try:
+        lease.check()  # freshly renewed: still ours
+        other = {"run_id": "embed-other", "host": "h", "pid": 2, "token": "theirs", "expires_at": time.time() + 60}
+        storage.replace(LEASE_KEY, json.dumps(other).encode())  # ours lapsed and another run took it
+        deadline = time.monotonic() + 5
+        while lease._lost is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(LockError, match="another run took the output over"):
+            lease.check()
+    finally:
+        lease.release()
+    assert json.loads(storage.read_bytes(LEASE_KEY))["token"] == "theirs", "the new holder's lease was touched"
