@@ -21,6 +21,17 @@ class U64Map:
         self._recent: dict[int, int] = {}
         self._merge_every = merge_every
 
+    @classmethod
+    def from_arrays(cls, keys: np.ndarray, values: np.ndarray) -> U64Map:
+        """A map of ``keys[i] → values[i]`` built at once (the first of equal keys wins)."""
+        made = cls()
+        order = np.argsort(keys, kind="stable")
+        keys, values = keys[order], values[order]
+        first = np.ones(len(keys), bool)
+        first[1:] = keys[1:] != keys[:-1]
+        made._keys, made._values = keys[first].astype(np.uint64), values[first].astype(np.int64)
+        return made
+
     def get(self, key: int) -> int | None:
         found = self._recent.get(key)
         if found is not None or not len(self._keys):

@@ -21,6 +21,7 @@ from quant_batch.corpus.chunking import iter_chunks
 from quant_batch.corpus.readers import Document, DocumentError
 from quant_batch.corpus.sources import iter_sources
 from quant_batch.embed.config import CorpusConfig
+from quant_batch.embed.previous import PreviousDocuments
 from quant_batch.errors import AuthError, RequestRejected, TransientError
 from quant_batch.hashing import chunk_id, chunk_key, embedding_generation
 from quant_batch.store.files import TMP_PREFIX
@@ -94,7 +95,8 @@ class Plan:
     docs_tmp: Path
     stats: PlanStats
     batch_chars: list[int]
-    carry_doc_ids: set[str] = field(default_factory=set)
+    previous: PreviousDocuments = field(default_factory=PreviousDocuments)
+    """The documents of the last publish, and which of them this run carries over unchanged."""
     errors: list[ErrorRecord] = field(default_factory=list)
     shards: list[PlannedShard] = field(default_factory=list)
     """The shard files the batches were cut into (``path`` is their common prefix)."""
@@ -205,15 +207,6 @@ class _Batcher:
         self._close_shard()
 
 
-def _previous_documents(layout: Layout, generation: str) -> dict[str, tuple[str, str, str, int]]:
-    """doc_id → (content_hash, chunker, status, chunks) from the last finished run of this space."""
-    path = layout.documents(generation)
-    if not path.exists():
-        return {}
-    t = pq.read_table(path, columns=["doc_id", "content_hash", "chunker", "status", "chunks"])
-    return {d: (h, c, s, n) for d, h, c, s, n in zip(*(t.column(i).to_pylist() for i in range(5)), strict=True)}
-
-
 class _DocumentPlanner:
     """The body of :func:`plan_corpus` for one document: carry it over, or contextualize and chunk it.
 
@@ -234,7 +227,7 @@ class _DocumentPlanner:
     ):
         self.config, self.plan, self.chunker = config, plan, chunker
         self.done, self.dead, self.contextualize = done, dead, contextualize
-        self.previous = _previous_documents(layout, plan.generation)
+        self.previous = plan.previous = PreviousDocuments(layout.documents(plan.generation))
         self.live = _RowBuffer(plan.live_tmp, LIVE_SCHEMA)
         self.docs = _RowBuffer(plan.docs_tmp, DOC_SCHEMA, flush_rows=2000)
         # shard files go beside the plan's prefix: the state folder, or the dry run's scratch
@@ -273,19 +266,20 @@ class _DocumentPlanner:
                 self.plan.run_id, "read", item.message, source_path=item.source_path, line=item.line, doc_id=doc_id
             )
         )
-        if doc_id in self.previous:  # keep its last good chunks searchable
-            self.plan.carry_doc_ids.add(doc_id)
+        row = self.previous.find(doc_id)
+        if row is not None:  # keep its last good chunks searchable
+            self.previous.carry(row)
 
     def _carried_over(self, item: Document) -> bool:
         """Same content, chunker and space as the last complete run: its chunks stay as they are."""
-        prev = self.previous.get(item.doc_id)
-        if not (prev and prev[0] == item.content_hash and prev[1] == self.chunker and prev[2] == "ok"):
+        row = self.previous.find(item.doc_id)
+        if row is None or not self.previous.unchanged(row, item.content_hash, self.chunker):
             return False
         stats = self.plan.stats
-        self.plan.carry_doc_ids.add(item.doc_id)
+        self.previous.carry(row)
         stats.documents_unchanged += 1
-        stats.chunks_total += prev[3]
-        stats.chunks_unchanged += prev[3]
+        stats.chunks_total += self.previous.chunks(row)
+        stats.chunks_unchanged += self.previous.chunks(row)
         return True
 
     def _context(self, item: Document) -> tuple[bool, str | None]:
@@ -305,8 +299,9 @@ class _DocumentPlanner:
                     kind=type(exc).__name__,
                 )
             )
-            if item.doc_id in self.previous:
-                self.plan.carry_doc_ids.add(item.doc_id)
+            row = self.previous.find(item.doc_id)
+            if row is not None:
+                self.previous.carry(row)
             return False, None
 
     def _chunk(self, item: Document, context: str | None) -> None:

@@ -263,7 +263,7 @@ class CorpusRun(RunSession):
         self.check_still_owner()
         try:
             pub = state.publish(
-                self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.carry_doc_ids
+                self.layout, plan.generation, plan.run_id, plan.live_tmp, plan.docs_tmp, plan.previous.carried_ids()
             )
         finally:
             for p in (plan.live_tmp, plan.docs_tmp):

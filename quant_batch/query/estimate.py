@@ -54,7 +54,7 @@ def plan_corpus_dry(cfg: CorpusConfig, *, latency_s: float = 0.5) -> dict[str, A
     prices = load_prices(cfg.pricing)
     with tempfile.TemporaryDirectory(prefix="quant-batch-plan-") as tmp:
         plan = plan_corpus(cfg, layout, "dry-run", done, scratch=Path(tmp))
-        removed = count_removed(layout, gen, plan.live_tmp, plan.carry_doc_ids)
+        removed = count_removed(layout, gen, plan.live_tmp, plan.previous.carried_ids())
     st = plan.stats
     tokens = st.estimated_tokens
     return {

@@ -44,3 +44,40 @@ def test_compact_map_finds_every_key_before_and_after_folding_into_the_sorted_ar
     assert len(seen) == 10 and keys[10] not in seen
     # ten keys, folded every four: only the last two are still Python ints
     assert len(seen._recent) == 2 and seen._keys.dtype == np.uint64 and len(seen._keys) == 8
+
+
+def test_previous_documents_answer_like_the_file_they_come_from(tmp_path):
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from quant_batch.embed.previous import PreviousDocuments
+
+    def h(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    path = tmp_path / "documents.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "doc_id": ["a/1.md", "a/2.md", "b/1.md"],
+                "content_hash": [h("one"), h("two"), None],
+                "chunker": ["c1", "c1", "c2"],
+                "status": ["ok", "incomplete", "ok"],
+                "chunks": [3, 2, 1],
+            }
+        ),
+        path,
+    )
+    prev = PreviousDocuments(path)
+    one, two = prev.find("a/1.md"), prev.find("a/2.md")
+    assert prev.find("c/new.md") is None and len(prev) == 3
+    assert prev.unchanged(one, h("one"), "c1") and prev.chunks(one) == 3
+    assert not prev.unchanged(one, h("one, edited"), "c1") and not prev.unchanged(one, h("one"), "c2")
+    assert not prev.unchanged(two, h("two"), "c1"), "an incomplete document is embedded again"
+    assert not prev.unchanged(prev.find("b/1.md"), h(""), "c2")
+    prev.carry(two)
+    prev.carry(one)
+    assert prev.carried_ids().to_pylist() == ["a/1.md", "a/2.md"] and prev.carried_count == 2
+    assert PreviousDocuments(tmp_path / "missing.parquet").carried_ids().to_pylist() == []
