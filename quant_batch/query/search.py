@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quant_batch.client import QuantClient
 from quant_batch.errors import ConfigError
 from quant_batch.query.snapshot import Snapshot
-from quant_batch.store.files import atomic_path
+from quant_batch.store.files import atomic_path, committed_parquet
+from quant_batch.store.keys import key_prefixes
 
 MATRIX_MIN_ROWS = 100_000
 
@@ -166,26 +167,48 @@ def _search_matrix(snap: Snapshot, gen: dict, min_rows: int) -> tuple[np.ndarray
             return None
         for old in layout.state.glob(f"search-{gen['generation']}-*"):
             old.unlink(missing_ok=True)
-        build_matrix(snap.con, vec_path, ids_path, dim)
+        parts = committed_parquet(layout.vector_parts(gen["generation"]))
+        build_matrix(pq.read_table(live, columns=["chunk_id", "key"]), parts, vec_path, ids_path, dim)
     vectors = np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
     # memory-mapped, not a million Python strings per query
     ids = pa.ipc.open_file(pa.memory_map(str(ids_path))).read_all().column("chunk_id").combine_chunks()
     return vectors, ids
 
 
-def build_matrix(con: duckdb.DuckDBPyConnection, vec_path: Path, ids_path: Path, dim: int) -> None:
-    """Stream the view ``chunk_vectors`` (chunk_id, vector) into a float32 file of unit rows and an
-    Arrow file of their ids, in bounded memory: rows stream out of the join as they are matched."""
-    ids: list[pa.Array] = []
-    con.execute("SET preserve_insertion_order = false")  # lets the join stream instead of buffering
-    reader = con.sql("SELECT chunk_id, vector FROM chunk_vectors").to_arrow_reader(50_000)
+def build_matrix(live: pa.Table, parts: list[Path], vec_path: Path, ids_path: Path, dim: int) -> None:
+    """Write the unit vectors of the live chunks (``live``: chunk_id, key) to a float32 file and their
+    ids to an Arrow file, reading the vector parts one at a time.
+
+    No join in DuckDB: under a bounded memory limit its hash join could pick the vectors as its
+    build side and run out of memory. The live keys become a sorted array of 64-bit prefixes (8 MB
+    a million), each part's keys are looked up in it by binary search, and its matched vectors are
+    written at once. A chunk whose key is in two parts (a part committed twice) is written once.
+    """
+    prefixes = key_prefixes(live.column("key"))
+    order = np.argsort(prefixes, kind="stable")
+    ordered = prefixes[order]
+    filled = np.zeros(len(prefixes), bool)
+    rows: list[np.ndarray] = []
     with atomic_path(vec_path) as tmp, open(tmp, "wb") as fh:
-        for batch in reader:
-            flat = batch.column("vector").flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-            block = flat.reshape(-1, dim)
+        for part in parts:
+            table = pq.read_table(part, columns=["key", "vector"])
+            found = key_prefixes(table.column("key"))
+            lo, hi = np.searchsorted(ordered, found, "left"), np.searchsorted(ordered, found, "right")
+            counts = hi - lo
+            if not counts.any():
+                continue
+            # a key used by several live chunks (the same text in two documents) fills each of them
+            vector_rows = np.repeat(np.arange(len(found)), counts)
+            live_rows = order[np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True) if b > a])]
+            fresh = ~filled[live_rows]
+            vector_rows, live_rows = vector_rows[fresh], live_rows[fresh]
+            filled[live_rows] = True
+            flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            block = flat.astype(np.float32, copy=False).reshape(-1, dim)[vector_rows]
             norms = np.linalg.norm(block, axis=1, keepdims=True)
             fh.write(np.ascontiguousarray(block / np.where(norms == 0, 1, norms), dtype=np.float32).tobytes())
-            ids.append(batch.column("chunk_id"))
-    table = pa.table({"chunk_id": pa.chunked_array(ids, type=pa.string())})
+            rows.append(live_rows)
+    taken = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    table = pa.table({"chunk_id": live.column("chunk_id").take(pa.array(taken)).cast(pa.string())})
     with atomic_path(ids_path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
         w.write_table(table)

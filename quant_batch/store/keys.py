@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -50,6 +51,11 @@ class KeySet:
     @property
     def nbytes(self) -> int:
         return int(self._a.nbytes)
+
+
+def key_prefixes(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The 64-bit prefixes of a column of hex keys, without a Python string per key where it can."""
+    return _prefixes(pc.utf8_slice_codeunits(keys, 0, 16).to_pylist())
 
 
 def _prefixes(keys: list[str]) -> np.ndarray:

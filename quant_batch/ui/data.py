@@ -228,21 +228,9 @@ class OutputData:
         if not (vec_path.exists() and ids_path.exists()):
             for old in self.cache.glob(f"search-{gen['generation']}-*"):
                 old.unlink(missing_ok=True)
-            folder = self.layout.vector_parts(gen["generation"])
-            parts = committed_parquet(folder)
-            # no window to drop a part committed twice: it would hold every vector at once; the
-            # matrix drops a doubled chunk itself. The parts are a relation, not paths in SQL
-            if parts:
-                self.con.read_parquet([str(p) for p in parts]).select("key, vector").create_view(
-                    "vector_parts", replace=True
-                )
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW chunk_vectors AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector "
-                "FROM live_chunks l JOIN vector_parts v USING (key)"
-                if parts
-                else f"CREATE OR REPLACE VIEW chunk_vectors AS SELECT NULL::VARCHAR chunk_id, NULL::FLOAT[{dim}] vector LIMIT 0"
-            )
-            build_matrix(self.con, vec_path, ids_path, dim)  # reads self.con's ``chunk_vectors``, as from a Snapshot
+            parts = committed_parquet(self.layout.vector_parts(gen["generation"]))
+            live = self.con.sql("SELECT chunk_id, key FROM live_chunks").to_arrow_table()
+            build_matrix(live, parts, vec_path, ids_path, dim)
         size = vec_path.stat().st_size
         vectors = (
             np.memmap(vec_path, dtype=np.float32, mode="r").reshape(-1, dim)
