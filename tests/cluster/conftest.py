@@ -165,9 +165,12 @@ def _healthy(url: str) -> bool:
         return resp.status == 200
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_session(emulator_server, tmp_path_factory) -> Iterator[Cluster]:
-    """Prefect server + moto + Dask scheduler + two Dask workers, each worker in its own empty folder."""
+    """Prefect server + moto + Dask scheduler + two Dask workers, each worker in its own empty folder.
+
+    One per test run, stopped when the tests of this folder are done (not at the end of the whole
+    session: five idle servers would slow every later test on two cores)."""
     root = tmp_path_factory.mktemp("cluster")
     logs = root / "logs"
     logs.mkdir()
