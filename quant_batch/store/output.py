@@ -11,9 +11,13 @@ also drops a copy into that writer's working copy of a bucket output, which save
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from quant_batch.store import commit
 from quant_batch.store.location import is_uri
@@ -38,12 +42,23 @@ class OutputRef:
         return not is_uri(self.location)
 
     def open(self) -> OutputWriter:
-        key = (self.location, self.storage.model_dump_json() if self.storage else "")
+        key = (self.location, _fingerprint(self.storage))
         with _OPEN_LOCK:  # one storage (and its S3 clients) per output per process
             storage = _OPEN.get(key)
             if storage is None:
                 storage = _OPEN[key] = open_storage(self.location, self.storage)
         return OutputWriter(storage, Path(self.copy_to) if self.copy_to else None)
+
+
+def _fingerprint(config: StorageConfig | None) -> str:
+    """Tells settings apart, secrets included (``model_dump_json`` masks them), without keeping them as text."""
+    if config is None:
+        return ""
+
+    def reveal(value: object) -> str:
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    return hashlib.sha256(json.dumps(config.model_dump(), default=reveal, sort_keys=True).encode()).hexdigest()
 
 
 class OutputWriter:
