@@ -333,14 +333,15 @@ class _DocumentPlanner:
             }
             self.live.add(row)
             stats.chunks_total += 1
+            prefix = hex_prefix(key)
             if key in self.done:
                 stats.chunks_unchanged += 1
-            elif hex_prefix(key) in self.pending_keys:
+            elif prefix in self.pending_keys:
                 stats.chunks_duplicate += 1
             elif key in self.dead:
                 stats.chunks_skipped_dead += 1
             else:
-                self.pending_keys.setdefault(hex_prefix(key), 0)
+                self.pending_keys.setdefault(prefix, 0)
                 stats.chunks_pending += 1
                 stats.pending_chars += len(embedded)
                 self.batcher.add(

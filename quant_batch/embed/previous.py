@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quant_batch.compact import U64Map, text_hash
+from quant_batch.compact import U64Map, hex_prefix, text_hash
+from quant_batch.store.keys import key_prefixes
 
 
 class PreviousDocuments:
@@ -40,8 +41,7 @@ class PreviousDocuments:
             np.fromiter((text_hash(d) for d in ids), np.uint64, len(ids)), np.arange(len(ids), dtype=np.int64)
         )
         del ids
-        content = pc.fill_null(pc.utf8_slice_codeunits(t.column("content_hash"), 0, 16), "0" * 16)
-        self._content = np.frombuffer(bytes.fromhex("".join(content.to_pylist())), ">u8").astype(np.uint64)
+        self._content = key_prefixes(pc.fill_null(t.column("content_hash"), "0" * 16))
         chunker = pc.dictionary_encode(pc.fill_null(t.column("chunker"), "")).combine_chunks()
         self._chunker = chunker.indices.to_numpy(zero_copy_only=False).astype(np.int32)
         self._chunkers = chunker.dictionary.to_pylist()
@@ -59,7 +59,7 @@ class PreviousDocuments:
         """Same content and chunker as last time, and complete then (status ``ok``)."""
         return (
             bool(self._ok[row])
-            and int(self._content[row]) == int(content_hash[:16], 16)
+            and int(self._content[row]) == hex_prefix(content_hash)
             and self._chunkers[int(self._chunker[row])] == chunker
         )
 

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from quant_batch.compact import hex_prefix
+
 
 class KeySet:
     """An immutable set of content keys (hex sha256), stored as sorted 64-bit prefixes."""
@@ -32,16 +34,13 @@ class KeySet:
     @classmethod
     def from_parts(cls, paths: Iterable[Path]) -> KeySet:
         """The keys of every Parquet part in ``paths`` (only their ``key`` column is read)."""
-        blocks = []
-        for path in paths:
-            col = pq.read_table(path, columns=["key"]).column("key")
-            blocks.append(_prefixes(pc.utf8_slice_codeunits(col, 0, 16).to_pylist()))
+        blocks = [key_prefixes(pq.read_table(path, columns=["key"]).column("key")) for path in paths]
         return cls(np.concatenate(blocks) if blocks else None)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str) or len(key) < 16 or not len(self._a):
             return False
-        p = np.uint64(int(key[:16], 16))
+        p = np.uint64(hex_prefix(key))
         i = int(np.searchsorted(self._a, p))
         return i < len(self._a) and self._a[i] == p
 

@@ -240,12 +240,8 @@ class Layout:
     def require_output(self) -> Layout:
         """This layout, or an InputError when the folder holds no quant-batch output (a typo'd path)."""
         if not self.holds_output():
-            if self.remote is not None:
-                what = "holds no quant-batch output (no runs/, no parts/)"
-            else:
-                what = (
-                    "does not exist" if not self.root.exists() else "holds no quant-batch output (no runs/, no parts/)"
-                )
+            missing = self.remote is None and not self.root.exists()  # a bucket prefix has no "missing"
+            what = "does not exist" if missing else "holds no quant-batch output (no runs/, no parts/)"
             raise InputError(f"{what}; pass the output folder of an embed or render run", path=self.location)
         return self
 

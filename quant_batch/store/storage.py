@@ -166,16 +166,12 @@ class Storage:
         """Whether ``key`` is a file (one HEAD request on object storage)."""
         if self.scheme == "s3":
             # pyarrow follows a missing key's HEAD with a LIST (is it a folder?): two requests
-            from botocore.exceptions import ClientError
-
-            with self._errors("check", key):
-                try:
-                    self._s3().head_object(Bucket=self._bucket, Key=self._object_key(key))
-                except ClientError as exc:
-                    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                        return False
-                    raise
-                return True
+            try:
+                with self._errors("check", key):  # a 404 becomes ObjectNotFound there
+                    self._s3().head_object(Bucket=self._bucket, Key=self._object_key(_check_key(key)))
+            except ObjectNotFound:
+                return False
+            return True
         with self._errors("check", key):
             return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
 
@@ -311,13 +307,11 @@ class Storage:
         a 412 returns False."""
         from botocore.exceptions import ClientError
 
-        bucket, _, prefix = self.root.partition("/")
-        object_key = f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
         extra = {"IfNoneMatch": "*"} if if_none_match else {}
         client = self._s3()
         with self._errors("commit" if if_none_match else "write", key):
             try:
-                client.put_object(Bucket=bucket, Key=object_key, Body=data, **extra)
+                client.put_object(Bucket=self._bucket, Key=self._object_key(key), Body=data, **extra)
             except ClientError as exc:
                 if if_none_match and exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
                     return False  # another attempt committed this key first: a duplicate avoided
