@@ -56,7 +56,7 @@ class Snapshot:
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The connection with every view, ``chunks`` and ``chunk_vectors`` included.
+        """The connection with every view, ``chunks`` (with vectors) included.
 
         The vector views are made on first use: binding ten thousand part files costs a tenth of
         a second that a search answered from the matrix does not need (see :meth:`rows`).
@@ -138,12 +138,6 @@ class Snapshot:
                     "AS vector "
                     "FROM live_chunks l JOIN vector_parts v USING (key) "
                     "QUALIFY row_number() OVER (PARTITION BY l.chunk_id) = 1"
-                )
-                # the same join without the window, which would hold every vector at once: the
-                # search matrix streams from it and drops a doubled chunk itself
-                self._con.execute(
-                    f"CREATE VIEW chunk_vectors AS SELECT l.chunk_id, v.vector::FLOAT[{dim}] AS vector "
-                    "FROM live_chunks l JOIN vector_parts v USING (key)"
                 )
 
     def count(self, sql: str, params: list[Any] | None = None) -> int:

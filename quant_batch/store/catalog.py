@@ -41,7 +41,7 @@ def memory_db() -> duckdb.DuckDBPyConnection:
     """
     spill = Path(tempfile.gettempdir()) / "quant-batch-duckdb"
     # no implicit order: every query that needs one says ORDER BY, and keeping insertion order
-    # makes a streamed join (the search matrix build) buffer its whole result
+    # makes DuckDB buffer a streamed result instead of passing it on under its memory limit
     return duckdb.connect(
         config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill), "preserve_insertion_order": False}
     )
